@@ -1,0 +1,197 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { parseDurationMs } from './duration.js';
+
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+const HEADER_NAME = /^[A-Za-z0-9-]{1,64}$/;
+// Literal path characters a route pattern may hold: the RFC 3986 unreserved set plus ':' and '@'.
+const PATTERN_SEGMENT = /^(?:\*\*?|[A-Za-z0-9._~:@!$&'()+,=-]+)$/;
+
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const ms = parseDurationMs(value);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'expected a duration such as "500ms", "30s", "5m", "24h", "90d" or a number of seconds',
+    });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const port = z.number().int().min(0).max(65535);
+const host = z.string().min(1);
+
+const routePattern = z.string().superRefine((path, ctx) => {
+  if (path === '/') return;
+  if (!path.startsWith('/') || path.endsWith('/')) {
+    ctx.addIssue({ code: 'custom', message: 'must start with "/" and not end with "/"' });
+    return;
+  }
+  const segments = path.slice(1).split('/');
+  segments.forEach((segment, i) => {
+    if (!PATTERN_SEGMENT.test(segment)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `segment "${segment}" is not a literal, "*" or "**"`,
+      });
+    } else if (segment === '**' && i !== segments.length - 1) {
+      ctx.addIssue({ code: 'custom', message: '"**" may only be the last segment' });
+    }
+  });
+});
+
+const route = z.strictObject({
+  name: z.string().regex(NAME, 'expected a lower-case name: letters, digits, "-" or "_"'),
+  methods: z.array(z.enum(HTTP_METHODS)).min(1),
+  path: routePattern,
+  scopes: z.array(z.string().regex(NAME)).min(1),
+});
+
+const redisUrl = z
+  .string()
+  .refine((u) => /^rediss?:\/\//.test(u), 'expected a redis:// or rediss:// URL');
+
+const redis = z
+  .strictObject({
+    url: redisUrl.optional(),
+    sentinel: z
+      .strictObject({
+        name: z.string().min(1),
+        sentinels: z.array(z.strictObject({ host, port })).min(1),
+        password: z.string().optional(),
+        sentinelPassword: z.string().optional(),
+        db: z.number().int().min(0).default(0),
+        tls: z.boolean().default(false),
+      })
+      .optional(),
+    cluster: z
+      .strictObject({
+        nodes: z.array(redisUrl).min(1),
+        password: z.string().optional(),
+        tls: z.boolean().default(false),
+      })
+      .optional(),
+    keyPrefix: z.string().default('kg:'),
+    /** A command on the request path fails after this, so an outage becomes a quick 503. */
+    commandTimeout: duration.default(1000),
+    connectTimeout: duration.default(5000),
+  })
+  .superRefine((r, ctx) => {
+    const set = [r.url, r.sentinel, r.cluster].filter((x) => x !== undefined).length;
+    if (set > 1) {
+      ctx.addIssue({ code: 'custom', message: 'set only one of url, sentinel, cluster' });
+    }
+  });
+
+const cidr = z.string().refine((value) => {
+  const [address, bits, extra] = value.split('/');
+  if (extra !== undefined || address === undefined) return false;
+  const family = isIP(address);
+  if (family === 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
+}, 'expected an IP address or CIDR block such as 10.0.0.0/8');
+
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .strictObject({ host: host.default('0.0.0.0'), port: port.default(8080) })
+      .prefault({}),
+    ops: z.strictObject({ host: host.default('0.0.0.0'), port: port.default(9464) }).prefault({}),
+    upstream: z.strictObject({
+      url: z.string().refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), {
+        message: 'expected an http:// or https:// URL',
+      }),
+      stripPrefix: z
+        .string()
+        .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, 'expected a path prefix such as /model')
+        .optional(),
+      connectTimeout: duration.default(5000),
+      timeout: duration.default(300_000),
+      connections: z.number().int().min(1).max(4096).default(128),
+    }),
+    trustedProxies: z.array(cidr).default([]),
+    store: z
+      .strictObject({
+        type: z.enum(['redis', 'file']).default('file'),
+        redis: redis.prefault({}),
+        file: z
+          .strictObject({ path: z.string().min(1).default('./data/keygate.json') })
+          .prefault({}),
+      })
+      .prefault({}),
+    keys: z
+      .strictObject({
+        prefix: z
+          .string()
+          .regex(/^[a-z][a-z0-9]{0,15}$/, 'expected 1-16 lower-case letters or digits, no "_"')
+          .default('kg'),
+        cacheTtl: duration.default(30_000),
+        cacheMaxEntries: z.number().int().min(1).default(10_000),
+        /** How long a failed verification is remembered, so a repeated wrong key costs no argon2. */
+        negativeCacheTtl: duration.default(10_000),
+        argon2: z
+          .strictObject({
+            memoryCost: z.number().int().min(1024).default(19456),
+            timeCost: z.number().int().min(1).default(2),
+            parallelism: z.number().int().min(1).max(16).default(1),
+          })
+          .prefault({}),
+        verifyConcurrency: z.number().int().min(1).max(64).default(2),
+        verifyQueue: z.number().int().min(0).default(64),
+      })
+      .prefault({}),
+    roles: z
+      .record(z.string().regex(NAME), z.array(z.string().regex(NAME)))
+      .default({ admin: ['read', 'write', 'admin'], member: ['read', 'write'], reader: ['read'] }),
+    routes: z.array(route).default([]),
+    identityHeaders: z
+      .strictObject({
+        account: z.string().regex(HEADER_NAME).default('X-Keygate-Account'),
+        keyId: z.string().regex(HEADER_NAME).default('X-Keygate-Key-Id'),
+        role: z.string().regex(HEADER_NAME).default('X-Keygate-Role'),
+      })
+      .prefault({}),
+    log: z
+      .strictObject({
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info'),
+      })
+      .prefault({}),
+  })
+  .superRefine((config, ctx) => {
+    // A scope no role grants is almost always a typo, and would silently lock a route shut.
+    const granted = new Set(Object.values(config.roles).flat());
+    config.routes.forEach((r, i) => {
+      r.scopes.forEach((scope, j) => {
+        if (!granted.has(scope)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', i, 'scopes', j],
+            message: `scope "${scope}" is granted by no role`,
+          });
+        }
+      });
+    });
+    const names = new Set<string>();
+    config.routes.forEach((r, i) => {
+      if (names.has(r.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'name'],
+          message: `duplicate route name "${r.name}"`,
+        });
+      }
+      names.add(r.name);
+    });
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type RouteConfig = Config['routes'][number];

@@ -1,0 +1,9 @@
+/** Who a verified key speaks for: what the policy and the identity headers need, no secrets. */
+export interface Principal {
+  readonly keyId: string;
+  readonly account: string;
+  readonly role: string;
+  readonly scopes: ReadonlySet<string>;
+  /** Unix seconds; 0 = never. */
+  readonly expiresAt: number;
+}

@@ -1,0 +1,53 @@
+import { KeygateError } from '../errors.js';
+
+/**
+ * Runs at most `concurrency` expensive jobs at once with at most `maxQueue` waiting; anything
+ * beyond is shed at once with 503, so a flood of wrong keys cannot pile up unbounded work.
+ */
+export class VerifyPool {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+  /** Highest queue depth ever seen: lets tests and the benchmark check the bound held. */
+  maxObservedQueue = 0;
+  shed = 0;
+
+  constructor(
+    private readonly concurrency: number,
+    private readonly maxQueue: number,
+  ) {}
+
+  get queueDepth(): number {
+    return this.waiting.length;
+  }
+
+  get running(): number {
+    return this.active;
+  }
+
+  async run<T>(job: () => Promise<T>): Promise<T> {
+    if (this.active >= this.concurrency) {
+      if (this.waiting.length >= this.maxQueue) {
+        this.shed++;
+        throw new KeygateError(
+          'verify_overloaded',
+          'too many key verifications in progress; retry shortly',
+        );
+      }
+      await new Promise<void>((resolve) => {
+        this.waiting.push(resolve);
+        if (this.waiting.length > this.maxObservedQueue)
+          this.maxObservedQueue = this.waiting.length;
+      });
+    } else {
+      this.active++;
+    }
+    try {
+      return await job();
+    } finally {
+      const next = this.waiting.shift();
+      // Hand the slot straight to the next job, so `active` never dips and lets a newcomer jump the queue.
+      if (next) next();
+      else this.active--;
+    }
+  }
+}

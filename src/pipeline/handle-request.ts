@@ -1,0 +1,156 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { extractCredential } from '../credentials/extract.js';
+import { KeygateError } from '../errors.js';
+import type { RequestHeaderBuilder } from '../forward/request-headers.js';
+import { chooseRequestId } from '../forward/request-headers.js';
+import { responseHeaders } from '../forward/response-headers.js';
+import type { UpstreamClient } from '../forward/upstream-client.js';
+import { classifyUpstreamError, toUpstreamError } from '../forward/upstream-errors.js';
+import type { KeyVerifier } from '../keys/verifier.js';
+import { normaliseTarget } from '../policy/normalise-path.js';
+import type { RouteTable } from '../policy/route-table.js';
+import type { Logger } from '../telemetry/logger.js';
+import { scrubForLog } from '../telemetry/logger.js';
+import type { RequestContext } from './request-context.js';
+import { asKeygateError, sendError } from './send-error.js';
+
+/** Reserved for keygate's own API; never forwarded. */
+export const ADMIN_PREFIX = '/_keygate';
+
+export interface PipelineDeps {
+  verifier: KeyVerifier;
+  routes: RouteTable;
+  headers: RequestHeaderBuilder;
+  upstream: UpstreamClient;
+  logger: Logger;
+  /** Path prefix of the upstream URL, prepended after stripPrefix is removed. */
+  upstreamBasePath: string;
+  stripPrefix: string | undefined;
+}
+
+/**
+ * The request path, stage by stage:
+ * credentials → key verification → path normalisation and route policy → forward → access log.
+ */
+export function createRequestHandler(deps: PipelineDeps) {
+  const { verifier, routes, logger } = deps;
+
+  return async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ctx: RequestContext = {
+      requestId: chooseRequestId(req.rawHeaders),
+      startedAt: performance.now(),
+    };
+    res.once('close', () => logAccess(logger, req, res, ctx));
+    try {
+      const credential = extractCredential(req.rawHeaders);
+      ctx.credentialSource = credential.source;
+      const principal = await verifier.verify(credential.key);
+      ctx.principal = principal;
+
+      const target = normaliseTarget(req.url ?? '');
+      const method = req.method ?? 'GET';
+      if (target.path === ADMIN_PREFIX || target.path.startsWith(`${ADMIN_PREFIX}/`)) {
+        ctx.route = 'admin';
+        if (!principal.scopes.has('admin')) {
+          throw new KeygateError('insufficient_scope', 'the keygate API needs the admin scope');
+        }
+        throw new KeygateError('not_found', 'no such keygate API endpoint');
+      }
+      const route = routes.authorize(principal, method, target.path);
+      ctx.route = route.name;
+      ctx.decision = 'allow';
+      await forward(deps, req, res, ctx, method, upstreamPath(deps, target.path) + target.query);
+    } catch (err) {
+      const error = asKeygateError(err);
+      ctx.errorCode = error.code;
+      ctx.decision ??= error.status >= 500 ? 'error' : 'deny';
+      if (error.code === 'internal_error') {
+        logger.error({ request_id: ctx.requestId, err: error.cause }, 'request failed');
+      }
+      sendError(req, res, error, ctx.requestId);
+    }
+  };
+}
+
+function upstreamPath(deps: PipelineDeps, path: string): string {
+  let rest = path;
+  const strip = deps.stripPrefix;
+  if (strip !== undefined && (path === strip || path.startsWith(`${strip}/`))) {
+    rest = path.slice(strip.length) || '/';
+  }
+  return deps.upstreamBasePath + rest;
+}
+
+async function forward(
+  deps: PipelineDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: RequestContext,
+  method: string,
+  path: string,
+): Promise<void> {
+  const abort = new AbortController();
+  // A client that goes away must release the upstream connection too.
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
+  const headers = deps.headers.build({
+    rawHeaders: req.rawHeaders,
+    remoteAddress: req.socket.remoteAddress ?? '',
+    encrypted: (req.socket as TLSSocket).encrypted === true,
+    requestId: ctx.requestId,
+    principal: ctx.principal as NonNullable<RequestContext['principal']>,
+  });
+  const hasBody =
+    req.headers['transfer-encoding'] !== undefined ||
+    Number(req.headers['content-length'] ?? 0) > 0;
+  const started = performance.now();
+  try {
+    await deps.upstream.forward(
+      { method, path, headers, body: hasBody ? req : null, signal: abort.signal },
+      (statusCode, upstreamHeaders) => {
+        ctx.upstreamStatus = statusCode;
+        ctx.upstreamMs = performance.now() - started;
+        res.writeHead(statusCode, responseHeaders(upstreamHeaders, ctx.requestId));
+        return res;
+      },
+    );
+  } catch (err) {
+    if (abort.signal.aborted) return; // the client left; nobody to answer
+    ctx.decision = 'error';
+    throw toUpstreamError(classifyUpstreamError(err), err);
+  }
+}
+
+function logAccess(
+  logger: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: RequestContext,
+): void {
+  const rawUrl = req.url ?? '';
+  const q = rawUrl.indexOf('?');
+  logger.info(
+    {
+      type: 'access',
+      request_id: ctx.requestId,
+      method: req.method,
+      // Query strings can carry filter values users consider private; only the path is logged.
+      path: scrubForLog(q === -1 ? rawUrl : rawUrl.slice(0, q)),
+      route: ctx.route ?? 'none',
+      status: res.writableFinished ? res.statusCode : 499,
+      duration_ms: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
+      account: ctx.principal?.account,
+      key_id: ctx.principal?.keyId,
+      credential: ctx.credentialSource,
+      decision: ctx.decision ?? 'error',
+      error: ctx.errorCode,
+      upstream_status: ctx.upstreamStatus,
+      upstream_ms:
+        ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 1000) / 1000,
+      remote: req.socket.remoteAddress,
+    },
+    'request',
+  );
+}

@@ -1,0 +1,18 @@
+import type { CredentialSource } from '../credentials/extract.js';
+import type { ErrorCode } from '../errors.js';
+import type { Principal } from '../keys/principal.js';
+
+export type Decision = 'allow' | 'deny' | 'error';
+
+/** What one request learned on its way through the stages; read once, by the access log. */
+export interface RequestContext {
+  readonly requestId: string;
+  readonly startedAt: number;
+  credentialSource?: CredentialSource;
+  principal?: Principal;
+  route?: string;
+  decision?: Decision;
+  errorCode?: ErrorCode;
+  upstreamStatus?: number;
+  upstreamMs?: number;
+}

@@ -1,0 +1,206 @@
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname } from 'node:path';
+import { KeygateError } from '../errors.js';
+import type { AccountRecord, KeyRecord, KeyStore } from './key-store.js';
+
+interface Document {
+  version: 1;
+  accounts: Record<string, AccountRecord>;
+  keys: Record<string, KeyRecord>;
+}
+
+/** The store file is refused to a second process: two writers would lose each other's changes. */
+export class StoreLockedError extends Error {
+  override readonly name = 'StoreLockedError';
+}
+
+/**
+ * Embedded single-instance store: one JSON document held in memory, every change written
+ * atomically (temp file, fsync, rename, fsync of the directory) before it is acknowledged.
+ */
+export class FileKeyStore implements KeyStore {
+  readonly kind = 'file';
+  private writes: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly lockPath: string,
+    private doc: Document,
+  ) {}
+
+  static async open(path: string): Promise<FileKeyStore> {
+    await mkdir(dirname(path), { recursive: true });
+    const lockPath = `${path}.lock`;
+    acquireLock(lockPath);
+    try {
+      return new FileKeyStore(path, lockPath, await readDocument(path));
+    } catch (err) {
+      releaseLock(lockPath);
+      throw err;
+    }
+  }
+
+  async getKey(id: string): Promise<KeyRecord | null> {
+    return Object.hasOwn(this.doc.keys, id) ? (this.doc.keys[id] ?? null) : null;
+  }
+  async getAccount(name: string): Promise<AccountRecord | null> {
+    return Object.hasOwn(this.doc.accounts, name) ? (this.doc.accounts[name] ?? null) : null;
+  }
+  async listAccounts(): Promise<AccountRecord[]> {
+    return Object.values(this.doc.accounts).sort((a, b) => a.name.localeCompare(b.name));
+  }
+  async listKeys(account: string): Promise<KeyRecord[]> {
+    return Object.values(this.doc.keys)
+      .filter((k) => k.account === account)
+      .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
+  }
+
+  createAccount(account: AccountRecord): Promise<void> {
+    return this.mutate((doc) => {
+      if (Object.hasOwn(doc.accounts, account.name)) {
+        throw new KeygateError('conflict', `service account "${account.name}" already exists`);
+      }
+      doc.accounts[account.name] = { ...account };
+    });
+  }
+
+  createKey(key: KeyRecord): Promise<void> {
+    return this.mutate((doc) => {
+      if (!Object.hasOwn(doc.accounts, key.account)) {
+        throw new KeygateError('not_found', `service account "${key.account}" does not exist`);
+      }
+      if (Object.hasOwn(doc.keys, key.id)) {
+        throw new KeygateError('conflict', `key id ${key.id} already exists`);
+      }
+      doc.keys[key.id] = { ...key };
+    });
+  }
+
+  async ping(): Promise<void> {
+    if (this.closed) throw new KeygateError('store_unavailable', 'key store is closed');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.writes.catch(() => undefined);
+    releaseLock(this.lockPath);
+  }
+
+  /**
+   * Applies a change to a copy, persists the copy, then publishes it: a failed write leaves
+   * both the file and the in-memory document exactly as they were.
+   */
+  private mutate(change: (doc: Document) => void): Promise<void> {
+    const run = async () => {
+      if (this.closed) throw new KeygateError('store_unavailable', 'key store is closed');
+      const next = structuredClone(this.doc);
+      change(next);
+      try {
+        await writeAtomically(this.path, `${JSON.stringify(next, null, 2)}\n`);
+      } catch (err) {
+        throw new KeygateError('store_unavailable', 'could not write the key store file', {
+          cause: err,
+        });
+      }
+      this.doc = next;
+    };
+    const result = this.writes.then(run, run);
+    this.writes = result.catch(() => undefined);
+    return result;
+  }
+}
+
+async function readDocument(path: string): Promise<Document> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      return { version: 1, accounts: {}, keys: {} };
+    throw err;
+  }
+  const doc = JSON.parse(text) as Document;
+  if (doc?.version !== 1 || typeof doc.accounts !== 'object' || typeof doc.keys !== 'object') {
+    throw new Error(`${path} is not a keygate store file (version 1)`);
+  }
+  return doc;
+}
+
+async function writeAtomically(path: string, content: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const file = await open(tmp, 'w', 0o600);
+  try {
+    await file.writeFile(content);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw err;
+  }
+  // The rename is durable only once the directory entry is on disk.
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+function acquireLock(lockPath: string): void {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(lockPath, 'wx', 0o600);
+      writeSync(fd, JSON.stringify({ pid: process.pid, host: hostname() }));
+      closeSync(fd);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = readLock(lockPath);
+      if (holder && (holder.host !== hostname() || isAlive(holder.pid))) {
+        throw new StoreLockedError(
+          `store file is in use by keygate pid ${holder.pid} on ${holder.host} (lock ${lockPath}); ` +
+            'stop that process, or use the Redis store to share keys between processes',
+        );
+      }
+      // The holder died without cleaning up: the lock is stale.
+      unlinkSync(lockPath);
+    }
+  }
+  throw new StoreLockedError(`could not take the store lock ${lockPath}`);
+}
+
+function readLock(lockPath: string): { pid: number; host: string } | null {
+  try {
+    const parsed = JSON.parse(readFileSync(lockPath, 'utf8')) as { pid?: unknown; host?: unknown };
+    return typeof parsed.pid === 'number' && typeof parsed.host === 'string'
+      ? { pid: parsed.pid, host: parsed.host }
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function releaseLock(lockPath: string): void {
+  try {
+    unlinkSync(lockPath);
+  } catch {
+    // Already gone: nothing to release.
+  }
+}

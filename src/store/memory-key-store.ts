@@ -1,0 +1,57 @@
+import { KeygateError } from '../errors.js';
+import type { AccountRecord, KeyRecord, KeyStore } from './key-store.js';
+
+/** In-process store for unit tests and the contract suite's reference. Not for production. */
+export class MemoryKeyStore implements KeyStore {
+  readonly kind = 'memory';
+  readonly accounts = new Map<string, AccountRecord>();
+  readonly keys = new Map<string, KeyRecord>();
+  /** Set to make every call fail as an unreachable store would. */
+  down = false;
+  /** Counts getKey calls, so tests can prove a path made no store round-trip. */
+  reads = 0;
+
+  private check(): void {
+    if (this.down) throw new KeygateError('store_unavailable', 'key store unavailable');
+  }
+
+  async getKey(id: string): Promise<KeyRecord | null> {
+    this.reads++;
+    this.check();
+    return this.keys.get(id) ?? null;
+  }
+  async getAccount(name: string): Promise<AccountRecord | null> {
+    this.check();
+    return this.accounts.get(name) ?? null;
+  }
+  async listAccounts(): Promise<AccountRecord[]> {
+    this.check();
+    return [...this.accounts.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+  async listKeys(account: string): Promise<KeyRecord[]> {
+    this.check();
+    return [...this.keys.values()]
+      .filter((k) => k.account === account)
+      .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
+  }
+  async createAccount(account: AccountRecord): Promise<void> {
+    this.check();
+    if (this.accounts.has(account.name)) {
+      throw new KeygateError('conflict', `service account "${account.name}" already exists`);
+    }
+    this.accounts.set(account.name, { ...account });
+  }
+  async createKey(key: KeyRecord): Promise<void> {
+    this.check();
+    if (!this.accounts.has(key.account)) {
+      throw new KeygateError('not_found', `service account "${key.account}" does not exist`);
+    }
+    if (this.keys.has(key.id))
+      throw new KeygateError('conflict', `key id ${key.id} already exists`);
+    this.keys.set(key.id, { ...key, scopes: key.scopes ? [...key.scopes] : null });
+  }
+  async ping(): Promise<void> {
+    this.check();
+  }
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,31 @@
+import type { Config } from '../config/schema.js';
+import { FileKeyStore } from './file-key-store.js';
+import type { KeyStore } from './key-store.js';
+import { RedisKeyStore } from './redis-key-store.js';
+
+export interface OpenStoreOptions {
+  /**
+   * true: reject if Redis cannot be reached now (CLI commands must fail clearly).
+   * false: start anyway and keep reconnecting (a server comes up not-ready, then recovers).
+   */
+  requireConnection: boolean;
+  onConnectError?: (err: unknown) => void;
+}
+
+export async function openStore(
+  config: Config['store'],
+  options: OpenStoreOptions,
+): Promise<KeyStore> {
+  if (config.type === 'file') return FileKeyStore.open(config.file.path);
+  const store = RedisKeyStore.create(config.redis);
+  try {
+    await store.connect();
+  } catch (err) {
+    if (options.requireConnection) {
+      await store.close();
+      throw err;
+    }
+    options.onConnectError?.(err);
+  }
+  return store;
+}

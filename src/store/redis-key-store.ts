@@ -1,0 +1,267 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Config } from '../config/schema.js';
+import { KeygateError } from '../errors.js';
+import type { AccountRecord, KeyRecord, KeyStore } from './key-store.js';
+
+type RedisConfig = Config['store']['redis'];
+type Client = Redis | Cluster;
+
+/** How long a key's record outlives its expiry, so "expired" can still be told from "unknown". */
+const EXPIRED_RECORD_RETENTION_SECONDS = 30 * 86_400;
+
+// Creates a hash only if it does not exist yet: one round trip, atomic, single key (Cluster-safe).
+const CREATE_HASH = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1`;
+
+interface ClientWithScripts {
+  kgCreateHash(key: string, ...fieldsAndValues: string[]): Promise<number>;
+}
+
+/**
+ * Redis-backed store shared by replicas. Schema (hash tags keep each record on one slot):
+ * `<p>acct:{name}` hash, `<p>key:{id}` hash, `<p>acct-keys:{name}` set, `<p>accounts` set.
+ *
+ * Writes that touch several slots are ordered so that a failure half-way leaves only
+ * unreachable garbage: the key record names its account, and a key only works while that
+ * account's record exists.
+ */
+export class RedisKeyStore implements KeyStore {
+  readonly kind = 'redis';
+
+  constructor(
+    private readonly client: Client,
+    private readonly prefix: string,
+  ) {
+    client.defineCommand('kgCreateHash', { numberOfKeys: 1, lua: CREATE_HASH });
+  }
+
+  /** Builds the client; the caller decides whether to wait for the first connection. */
+  static create(config: RedisConfig): RedisKeyStore {
+    return new RedisKeyStore(createClient(config), config.keyPrefix);
+  }
+
+  /** Resolves once connected; rejects (without stopping reconnection) if the first try fails. */
+  async connect(): Promise<void> {
+    if (this.client.status === 'wait') await this.client.connect();
+    else if (this.client.status !== 'ready') await this.ping();
+  }
+
+  get status(): string {
+    return this.client.status;
+  }
+
+  private keyKey(id: string) {
+    return `${this.prefix}key:{${id}}`;
+  }
+  private accountKey(name: string) {
+    return `${this.prefix}acct:{${name}}`;
+  }
+  private accountKeysKey(name: string) {
+    return `${this.prefix}acct-keys:{${name}}`;
+  }
+  private get accountsKey() {
+    return `${this.prefix}accounts`;
+  }
+
+  getKey(id: string): Promise<KeyRecord | null> {
+    return guard(async () => decodeKey(await this.client.hgetall(this.keyKey(id))));
+  }
+
+  getAccount(name: string): Promise<AccountRecord | null> {
+    return guard(async () => decodeAccount(await this.client.hgetall(this.accountKey(name))));
+  }
+
+  listAccounts(): Promise<AccountRecord[]> {
+    return guard(async () => {
+      const names = await this.client.smembers(this.accountsKey);
+      const records = await Promise.all(names.map((n) => this.client.hgetall(this.accountKey(n))));
+      return records
+        .map(decodeAccount)
+        .filter((a): a is AccountRecord => a !== null)
+        .sort((a, b) => a.name.localeCompare(b.name));
+    });
+  }
+
+  listKeys(account: string): Promise<KeyRecord[]> {
+    return guard(async () => {
+      const ids = await this.client.smembers(this.accountKeysKey(account));
+      const records = await Promise.all(ids.map((id) => this.client.hgetall(this.keyKey(id))));
+      return records
+        .map(decodeKey)
+        .filter((k): k is KeyRecord => k !== null && k.account === account)
+        .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
+    });
+  }
+
+  createAccount(account: AccountRecord): Promise<void> {
+    return guard(async () => {
+      const created = await this.scripts.kgCreateHash(
+        this.accountKey(account.name),
+        ...encodeAccount(account),
+      );
+      if (created !== 1) {
+        throw new KeygateError('conflict', `service account "${account.name}" already exists`);
+      }
+      try {
+        await this.client.sadd(this.accountsKey, account.name);
+      } catch (err) {
+        await this.client.del(this.accountKey(account.name)).catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  createKey(key: KeyRecord): Promise<void> {
+    return guard(async () => {
+      if ((await this.client.exists(this.accountKey(key.account))) !== 1) {
+        throw new KeygateError('not_found', `service account "${key.account}" does not exist`);
+      }
+      const recordKey = this.keyKey(key.id);
+      if ((await this.scripts.kgCreateHash(recordKey, ...encodeKey(key))) !== 1) {
+        throw new KeygateError('conflict', `key id ${key.id} already exists`);
+      }
+      try {
+        if (key.expiresAt > 0) {
+          await this.client.expireat(recordKey, key.expiresAt + EXPIRED_RECORD_RETENTION_SECONDS);
+        }
+        await this.client.sadd(this.accountKeysKey(key.account), key.id);
+      } catch (err) {
+        await this.client.del(recordKey).catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  ping(): Promise<void> {
+    return guard(async () => {
+      if (this.client instanceof Cluster) {
+        await Promise.all(this.client.nodes('master').map((node) => node.ping()));
+      } else {
+        await this.client.ping();
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.client.quit();
+    } catch {
+      this.client.disconnect();
+    }
+  }
+
+  private get scripts(): ClientWithScripts {
+    return this.client as unknown as ClientWithScripts;
+  }
+}
+
+/** Turns every client failure into store_unavailable; domain errors pass through. */
+async function guard<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (err) {
+    if (err instanceof KeygateError) throw err;
+    throw new KeygateError('store_unavailable', 'key store unavailable', { cause: err });
+  }
+}
+
+function createClient(config: RedisConfig): Client {
+  const common: RedisOptions = {
+    lazyConnect: true,
+    enableAutoPipelining: true,
+    // Fail fast instead of queueing while disconnected: an outage must become a quick 503.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: config.commandTimeout,
+    connectTimeout: config.connectTimeout,
+    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 2000),
+  };
+  if (config.cluster) {
+    const nodes = config.cluster.nodes.map((u) => {
+      const url = new URL(u);
+      return { host: url.hostname, port: Number(url.port || 6379) };
+    });
+    return new Cluster(nodes, {
+      lazyConnect: true,
+      enableAutoPipelining: true,
+      enableOfflineQueue: false,
+      clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 2000),
+      redisOptions: {
+        ...common,
+        ...(config.cluster.password ? { password: config.cluster.password } : {}),
+        ...(config.cluster.tls ? { tls: {} } : {}),
+      },
+    });
+  }
+  if (config.sentinel) {
+    const s = config.sentinel;
+    return new Redis({
+      ...common,
+      name: s.name,
+      sentinels: s.sentinels,
+      db: s.db,
+      ...(s.password ? { password: s.password } : {}),
+      ...(s.sentinelPassword ? { sentinelPassword: s.sentinelPassword } : {}),
+      ...(s.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+    });
+  }
+  return new Redis(config.url ?? 'redis://127.0.0.1:6379/0', common);
+}
+
+function encodeAccount(a: AccountRecord): string[] {
+  // biome-ignore format: field/value pairs read best one pair per line
+  return [
+    'name', a.name,
+    'role', a.role,
+    'description', a.description,
+    'disabled', a.disabled ? '1' : '0',
+    'created_at', String(a.createdAt),
+    'updated_at', String(a.updatedAt),
+  ];
+}
+
+function decodeAccount(h: Record<string, string>): AccountRecord | null {
+  if (h.name === undefined || h.role === undefined) return null;
+  return {
+    name: h.name,
+    role: h.role,
+    description: h.description ?? '',
+    disabled: h.disabled === '1',
+    createdAt: Number(h.created_at ?? 0),
+    updatedAt: Number(h.updated_at ?? 0),
+  };
+}
+
+function encodeKey(k: KeyRecord): string[] {
+  // biome-ignore format: field/value pairs read best one pair per line
+  return [
+    'id', k.id,
+    'account', k.account,
+    'hash', k.hash,
+    'description', k.description,
+    'scopes', k.scopes === null ? '' : JSON.stringify(k.scopes),
+    'created_at', String(k.createdAt),
+    'expires_at', String(k.expiresAt),
+    'revoked_at', String(k.revokedAt),
+    'last_used_at', String(k.lastUsedAt),
+    'generation', String(k.generation),
+  ];
+}
+
+function decodeKey(h: Record<string, string>): KeyRecord | null {
+  if (h.id === undefined || h.account === undefined || h.hash === undefined) return null;
+  return {
+    id: h.id,
+    account: h.account,
+    hash: h.hash,
+    description: h.description ?? '',
+    scopes: h.scopes ? (JSON.parse(h.scopes) as string[]) : null,
+    createdAt: Number(h.created_at ?? 0),
+    expiresAt: Number(h.expires_at ?? 0),
+    revokedAt: Number(h.revoked_at ?? 0),
+    lastUsedAt: Number(h.last_used_at ?? 0),
+    generation: Number(h.generation ?? 0),
+  };
+}
