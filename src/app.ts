@@ -96,6 +96,7 @@ export function createApp(deps: AppDeps): App {
     logger,
     upstreamBasePath: upstreamUrl.pathname === '/' ? '' : upstreamUrl.pathname.replace(/\/$/, ''),
     stripPrefix: config.upstream.stripPrefix,
+    keyPrefix: config.keys.prefix,
   });
 
   const server = createServer(

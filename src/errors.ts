@@ -6,6 +6,7 @@ export const ERROR_STATUS = {
   bad_request: 400,
   invalid_path: 400,
   ambiguous_credentials: 400,
+  credential_in_url: 400,
   missing_credentials: 401,
   invalid_key: 401,
   expired_key: 401,

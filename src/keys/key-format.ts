@@ -71,6 +71,20 @@ const BASE62 = /^[0-9A-Za-z]+$/;
 /** A pattern secret scanners (and our log redaction) can use to find keys of any prefix. */
 export const KEY_PATTERN = /\b[a-z][a-z0-9]{0,15}_[0-9A-Za-z]{12}_[0-9A-Za-z]{49}\b/g;
 
+/**
+ * True when `text` contains a well-formed key of this prefix (checksum included). Used to
+ * refuse URLs that carry a key: the query string is forwarded untouched, so a key pasted
+ * there would reach the upstream and its logs.
+ */
+export function containsKey(text: string, prefix: string): boolean {
+  const marker = `${prefix}_`;
+  const length = prefix.length + 2 + ID_LENGTH + SECRET_LENGTH + CHECKSUM_LENGTH;
+  for (let at = text.indexOf(marker); at !== -1; at = text.indexOf(marker, at + 1)) {
+    if (parseKey(text.slice(at, at + length), prefix) !== null) return true;
+  }
+  return false;
+}
+
 export function isValidKeyId(id: string): boolean {
   return id.length === ID_LENGTH && BASE62.test(id);
 }

@@ -7,6 +7,7 @@ import { chooseRequestId } from '../forward/request-headers.js';
 import { responseHeaders } from '../forward/response-headers.js';
 import type { UpstreamClient } from '../forward/upstream-client.js';
 import { classifyUpstreamError, toUpstreamError } from '../forward/upstream-errors.js';
+import { containsKey } from '../keys/key-format.js';
 import type { KeyVerifier } from '../keys/verifier.js';
 import { normaliseTarget } from '../policy/normalise-path.js';
 import type { RouteTable } from '../policy/route-table.js';
@@ -27,6 +28,7 @@ export interface PipelineDeps {
   /** Path prefix of the upstream URL, prepended after stripPrefix is removed. */
   upstreamBasePath: string;
   stripPrefix: string | undefined;
+  keyPrefix: string;
 }
 
 /**
@@ -49,6 +51,12 @@ export function createRequestHandler(deps: PipelineDeps) {
       ctx.principal = principal;
 
       const target = normaliseTarget(req.url ?? '');
+      if (containsKey(req.url ?? '', deps.keyPrefix)) {
+        throw new KeygateError(
+          'credential_in_url',
+          'the URL contains an API key; send keys only in X-API-KEY or Authorization, and rotate this one',
+        );
+      }
       const method = req.method ?? 'GET';
       if (target.path === ADMIN_PREFIX || target.path.startsWith(`${ADMIN_PREFIX}/`)) {
         ctx.route = 'admin';

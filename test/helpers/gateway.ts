@@ -1,0 +1,103 @@
+import { stringify } from 'yaml';
+import { type App, createApp } from '../../src/app.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+import type { Hasher } from '../../src/keys/hasher.js';
+import type { IssuedKey } from '../../src/keys/key-service.js';
+import type { Clock } from '../../src/shared/clock.js';
+import type { KeyStore } from '../../src/store/key-store.js';
+import { openStore } from '../../src/store/open-store.js';
+import { LogSink } from './log-sink.js';
+
+/** Routes the integration tests exercise: exact, one-segment, subtree, read/write/admin scopes. */
+export const TEST_ROUTES = [
+  { name: 'allocation', methods: ['GET'], path: '/model/allocation/**', scopes: ['read'] },
+  { name: 'assets', methods: ['GET'], path: '/model/assets', scopes: ['read'] },
+  { name: 'reports', methods: ['GET'], path: '/model/reports/*', scopes: ['read'] },
+  { name: 'budget-write', methods: ['POST'], path: '/model/budget', scopes: ['write'] },
+  { name: 'upload', methods: ['PUT', 'POST'], path: '/model/upload', scopes: ['write'] },
+  { name: 'download', methods: ['GET'], path: '/model/download', scopes: ['read'] },
+  { name: 'slow', methods: ['GET'], path: '/model/slow', scopes: ['read'] },
+  { name: 'etl-admin', methods: ['GET'], path: '/model/etl/**', scopes: ['admin'] },
+];
+
+/** Builds a validated config the way keygate does (YAML text → parse → validate → freeze). */
+export function testConfig(
+  upstreamUrl: string,
+  overrides: Record<string, unknown> = {},
+): Readonly<Config> {
+  const base: Record<string, unknown> = {
+    listen: { host: '127.0.0.1', port: 0 },
+    upstream: { url: upstreamUrl, stripPrefix: '/model', connectTimeout: '2s', timeout: '5s' },
+    store: { type: 'file' },
+    routes: TEST_ROUTES,
+    log: { level: 'info' },
+  };
+  return parseConfig(stringify(merge(base, overrides)), 'test-config');
+}
+
+function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const existing = out[k];
+    out[k] =
+      v &&
+      typeof v === 'object' &&
+      !Array.isArray(v) &&
+      existing &&
+      typeof existing === 'object' &&
+      !Array.isArray(existing)
+        ? merge(existing as Record<string, unknown>, v as Record<string, unknown>)
+        : v;
+  }
+  return out;
+}
+
+export interface Gateway {
+  app: App;
+  url: string;
+  port: number;
+  logs: LogSink;
+  store: KeyStore;
+  issue(
+    account: string,
+    role: string,
+    options?: { expiresAt?: number; scopes?: string[] },
+  ): Promise<IssuedKey>;
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  config: Readonly<Config>;
+  store?: KeyStore;
+  clock?: Clock;
+  hasher?: Hasher;
+}
+
+/** Starts keygate in-process on port 0 with captured logs. */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const logs = new LogSink();
+  const store =
+    options.store ?? (await openStore(options.config.store, { requireConnection: true }));
+  const app = createApp({
+    config: options.config,
+    store,
+    logDestination: logs,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.hasher ? { hasher: options.hasher } : {}),
+  });
+  const address = await app.listen(0, '127.0.0.1');
+  return {
+    app,
+    url: `http://127.0.0.1:${address.port}`,
+    port: address.port,
+    logs,
+    store,
+    async issue(account, role, opts = {}) {
+      if ((await store.getAccount(account)) === null)
+        await app.keys.createAccount({ name: account, role });
+      return app.keys.createKey(account, { description: `test key for ${account}`, ...opts });
+    },
+    close: () => app.close(),
+  };
+}
