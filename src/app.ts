@@ -1,7 +1,10 @@
-import { createServer, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { DestinationStream } from 'pino';
 import type { Config } from './config/schema.js';
+import { KeygateError, toErrorBody } from './errors.js';
 import { RequestHeaderBuilder, trustedProxyList } from './forward/request-headers.js';
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
 import { Argon2Hasher, type Hasher } from './keys/hasher.js';
@@ -37,6 +40,15 @@ export interface App {
 }
 
 const MAX_HEADER_BYTES = 32 * 1024;
+
+/** Writes a JSON error straight onto a socket that has left the request/response cycle. */
+function refuseOnSocket(socket: Duplex, err: KeygateError): void {
+  const body = JSON.stringify(toErrorBody(err, randomUUID()));
+  socket.end(
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
 
 /** Key services without a listener: what the CLI needs to manage accounts and keys. */
 export function createKeyServices(
@@ -108,17 +120,22 @@ export function createApp(deps: AppDeps): App {
     },
     (req, res) => void handler(req, res),
   );
-  // WebSocket and other upgrades are not proxied: answer 501 rather than hang or pass them on.
-  server.on('upgrade', (_req, socket) => {
-    const body = JSON.stringify({
-      code: 501,
-      error: 'not_implemented',
-      message: 'protocol upgrades are not supported',
-    });
-    socket.end(
-      `HTTP/1.1 501 Not Implemented\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
-  });
+  // WebSocket upgrades and CONNECT tunnels are not proxied: answer clearly rather than drop.
+  server.on('upgrade', (_req, socket: Duplex) =>
+    refuseOnSocket(
+      socket,
+      new KeygateError('not_implemented', 'protocol upgrades are not supported'),
+    ),
+  );
+  server.on('connect', (_req, socket: Duplex) =>
+    refuseOnSocket(
+      socket,
+      new KeygateError(
+        'method_not_allowed',
+        'CONNECT is not supported: keygate is not a forward proxy',
+      ),
+    ),
+  );
   server.on('clientError', (err, socket) => {
     if (!socket.writable) return;
     const tooLarge = (err as NodeJS.ErrnoException).code === 'HPE_HEADER_OVERFLOW';

@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   insufficient_scope: 403,
   route_not_allowed: 403,
   not_found: 404,
+  method_not_allowed: 405,
   payload_too_large: 413,
   unsupported_media_type: 415,
   conflict: 409,

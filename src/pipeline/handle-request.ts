@@ -42,6 +42,7 @@ export function createRequestHandler(deps: PipelineDeps) {
     const ctx: RequestContext = {
       requestId: chooseRequestId(req.rawHeaders),
       startedAt: performance.now(),
+      remoteAddress: req.socket.remoteAddress ?? '',
     };
     res.once('close', () => logAccess(logger, req, res, ctx));
     try {
@@ -105,7 +106,7 @@ async function forward(
   });
   const headers = deps.headers.build({
     rawHeaders: req.rawHeaders,
-    remoteAddress: req.socket.remoteAddress ?? '',
+    remoteAddress: ctx.remoteAddress,
     encrypted: (req.socket as TLSSocket).encrypted === true,
     requestId: ctx.requestId,
     principal: ctx.principal as NonNullable<RequestContext['principal']>,
@@ -157,7 +158,7 @@ function logAccess(
       upstream_status: ctx.upstreamStatus,
       upstream_ms:
         ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 1000) / 1000,
-      remote: req.socket.remoteAddress,
+      remote: ctx.remoteAddress,
     },
     'request',
   );

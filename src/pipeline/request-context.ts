@@ -8,6 +8,8 @@ export type Decision = 'allow' | 'deny' | 'error';
 export interface RequestContext {
   readonly requestId: string;
   readonly startedAt: number;
+  /** Read at the start: the socket may be detached by the time the response closes. */
+  readonly remoteAddress: string;
   credentialSource?: CredentialSource;
   principal?: Principal;
   route?: string;
