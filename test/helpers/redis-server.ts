@@ -33,10 +33,14 @@ export class RedisServer {
   private process: ChildProcess | undefined;
   private readonly dir = mkdtempSync(join(tmpdir(), 'keygate-redis-'));
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly persistent: boolean,
+  ) {}
 
-  static async start(): Promise<RedisServer> {
-    const server = new RedisServer(await freePort());
+  /** `persistent`: keep data across stop()/start() (an RDB snapshot written on clean shutdown). */
+  static async start(options: { persistent?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), options.persistent ?? false);
     await server.start();
     return server;
   }
@@ -55,7 +59,7 @@ export class RedisServer {
         '--bind',
         '127.0.0.1',
         '--save',
-        '',
+        this.persistent ? '3600 1' : '',
         '--appendonly',
         'no',
         '--dir',
@@ -93,7 +97,8 @@ export class RedisServer {
     this.process = undefined;
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
-      child.kill('SIGKILL');
+      // SIGTERM lets a persistent server write its snapshot before it exits.
+      child.kill(this.persistent ? 'SIGTERM' : 'SIGKILL');
     });
   }
 

@@ -1,0 +1,102 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = join(ROOT, 'src/cli.ts');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real CLI in a child process (TypeScript through tsx, the same code as `dist/`). */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((done, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    child.once('error', reject);
+    child.once('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+export function writeTempConfig(config: Record<string, unknown> | string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'keygate-config-'));
+  const path = join(dir, 'keygate.yaml');
+  writeFileSync(path, typeof config === 'string' ? config : stringify(config));
+  return path;
+}
+
+export interface ServeProcess {
+  child: ChildProcess;
+  pid: number;
+  port: number;
+  url: string;
+  output(): string;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `keygate serve` as its own process and waits for its "listening" log line. */
+export function spawnServe(configPath: string, env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
+  return new Promise((done, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', CLI, 'serve', '--config', configPath],
+      {
+        cwd: ROOT,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    const timer = setTimeout(
+      () => reject(new Error(`keygate serve did not start:\n${out}`)),
+      20_000,
+    );
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /"listen":"[^"]*:(\d+)"/.exec(out);
+      if (match) {
+        clearTimeout(timer);
+        const port = Number(match[1]);
+        done({
+          child,
+          pid: child.pid as number,
+          port,
+          url: `http://127.0.0.1:${port}`,
+          output: () => out,
+          stop: async (signal = 'SIGTERM') => {
+            child.kill(signal);
+            return exited;
+          },
+        });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`keygate serve exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+/** Resident set size of a process, in bytes, from the kernel. */
+export async function rssOf(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
+  return kb * 1024;
+}

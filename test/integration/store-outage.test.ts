@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { generateKey } from '../../src/keys/key-format.js';
+import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
+import { send } from '../helpers/http.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import { RecordingUpstream } from '../helpers/upstream.js';
+
+let redis: RedisServer;
+let upstream: RecordingUpstream;
+let gw: Gateway;
+
+beforeAll(async () => {
+  redis = await RedisServer.start({ persistent: true });
+  upstream = await RecordingUpstream.start();
+  gw = await startGateway({
+    config: testConfig(upstream.url, {
+      store: { type: 'redis', redis: { url: redis.url, commandTimeout: '500ms' } },
+      keys: { cacheTtl: '60s' },
+    }),
+  });
+});
+
+afterAll(async () => {
+  await gw?.close();
+  await upstream?.close();
+  await redis?.destroy();
+});
+
+const get = (key: string, path = '/model/allocation') =>
+  send(gw.url, path, { headers: { 'x-api-key': key } });
+
+it('Redis stops mid-test: cached keys keep working, the rest get 503, nothing is let through, and it recovers', async () => {
+  const cached = await gw.issue('dashboards', 'reader');
+  const uncached = await gw.issue('reports', 'reader');
+  expect((await get(cached.key)).status).toBe(200); // now in the verified-key cache
+
+  await redis.stop();
+
+  // Cached key: still served from the verified-key cache.
+  const whileDown = await get(cached.key);
+  expect(whileDown.status).toBe(200);
+
+  // Uncached key: the store cannot vouch for it, so 503 with Retry-After, never 401, never 200.
+  const started = performance.now();
+  const refused = await get(uncached.key);
+  const elapsedMs = performance.now() - started;
+  expect(refused.status).toBe(503);
+  expect(refused.json.error).toBe('store_unavailable');
+  expect(refused.headers['retry-after']).toBe('2');
+  expect(elapsedMs).toBeLessThan(2000); // fails fast, does not hang on the outage
+  console.log(`uncached key during the outage answered 503 in ${elapsedMs.toFixed(1)} ms`);
+
+  // Unknown id: 503 too (it might exist), and a malformed key still 401 (no store needed).
+  expect((await get(generateKey('kg').full)).status).toBe(503);
+  expect((await get('kg_garbage')).status).toBe(401);
+  // A wrong secret for the cached key's id: not in the cache, so refused, never allowed.
+  const wrong = `${cached.key.slice(0, 20)}${cached.key[20] === 'A' ? 'B' : 'A'}${cached.key.slice(21)}`;
+  expect([401, 503]).toContain((await get(wrong)).status);
+  // Policy still applies to the cached key.
+  expect((await get(cached.key, '/model/etl/log')).status).toBe(403);
+
+  const forwardedDuringOutage = upstream.requests.filter(
+    (r) => r.headers['x-keygate-account'] !== 'dashboards',
+  );
+  expect(forwardedDuringOutage).toHaveLength(0);
+
+  await redis.start();
+
+  // Recovery is automatic: the client reconnects by itself.
+  const deadline = Date.now() + 15_000;
+  let status = 0;
+  while (Date.now() < deadline) {
+    status = (await get(uncached.key)).status;
+    if (status === 200) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(status).toBe(200);
+});
