@@ -7,7 +7,8 @@ import type { Config } from './config/schema.js';
 import { KeygateError, toErrorBody } from './errors.js';
 import { RequestHeaderBuilder, trustedProxyList } from './forward/request-headers.js';
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
-import { Argon2Hasher, type Hasher } from './keys/hasher.js';
+import { WorkerArgon2Hasher } from './keys/argon2-workers.js';
+import type { Hasher } from './keys/hasher.js';
 import { KeyService } from './keys/key-service.js';
 import { KeyVerifier } from './keys/verifier.js';
 import { VerifyPool } from './keys/verify-pool.js';
@@ -58,7 +59,7 @@ export function createKeyServices(
   hasher?: Hasher,
 ) {
   const pool = new VerifyPool(config.keys.verifyConcurrency, config.keys.verifyQueue);
-  const h = hasher ?? new Argon2Hasher(config.keys.argon2);
+  const h = hasher ?? new WorkerArgon2Hasher(config.keys.argon2, config.keys.verifyConcurrency);
   const keys = new KeyService({
     store,
     hasher: h,
@@ -171,6 +172,7 @@ export function createApp(deps: AppDeps): App {
         });
         await upstream.close();
         await store.close();
+        await hasher.close?.();
         await new Promise<void>((resolve) => logger.flush(() => resolve()));
       })();
       return closing;

@@ -95,10 +95,12 @@ async function withServices<T>(
 ): Promise<T> {
   const loaded = config(values.config as string | undefined);
   const store = await openStore(loaded.store, { requireConnection: true });
+  const services = createKeyServices(loaded, store, systemClock);
   try {
-    return await run(createKeyServices(loaded, store, systemClock), store);
+    return await run(services, store);
   } finally {
     await store.close();
+    await services.hasher.close?.();
   }
 }
 

@@ -119,11 +119,13 @@ export class KeyVerifier {
     const record = await store.getKey(id);
     if (record === null) return this.refuse(digest, 'invalid_key');
 
-    this.stats.argon2Calls++;
     const started = performance.now();
     let matches: boolean;
     try {
-      matches = await pool.run(() => hasher.verify(record.hash, key));
+      matches = await pool.run(() => {
+        this.stats.argon2Calls++;
+        return hasher.verify(record.hash, key);
+      });
     } catch (err) {
       if (err instanceof KeygateError) throw err;
       // A corrupt hash or an argon2 failure refuses the request; it never lets it through.

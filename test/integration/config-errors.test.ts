@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { runCli, writeTempConfig } from '../helpers/cli.js';
+
+const UPSTREAM = 'upstream: { url: "http://127.0.0.1:9004" }\n';
+
+/** Each broken config must exit 2 and name the offending path in its message. */
+const BROKEN: Array<[name: string, yaml: string, path: string, env?: Record<string, string>]> = [
+  ['unknown key (typo)', `${UPSTREAM}listen: { port: 8080, prot: 1 }\n`, 'listen.prot'],
+  ['wrong type', `${UPSTREAM}listen: { port: "eighty" }\n`, 'listen.port'],
+  [
+    'unknown HTTP method in a route',
+    `${UPSTREAM}routes:\n  - { name: a, methods: [GET, FETCH], path: /model/a, scopes: [read] }\n`,
+    'routes[0].methods[1]',
+  ],
+  ['bad duration', `${UPSTREAM}keys: { cacheTtl: "30 seconds" }\n`, 'keys.cacheTtl'],
+  ['unknown store type', `${UPSTREAM}store: { type: postgres }\n`, 'store.type'],
+  ['missing upstream', 'listen: { port: 8080 }\n', 'upstream'],
+  [
+    'route scope no role grants',
+    `${UPSTREAM}routes:\n  - { name: a, methods: [GET], path: /model/a, scopes: [raed] }\n`,
+    'routes[0].scopes[0]',
+  ],
+  [
+    '"**" not last in a pattern',
+    `${UPSTREAM}routes:\n  - { name: a, methods: [GET], path: /model/**/x, scopes: [read] }\n`,
+    'routes[0].path',
+  ],
+  ['bad env override', UPSTREAM, 'listen.port', { KEYGATE_PORT: 'http' }],
+  ['invalid YAML', `${UPSTREAM}listen: { port: 8080\n`, 'YAML'],
+];
+
+describe('broken configs exit 2 and name the bad path', () => {
+  for (const [name, yaml, path, env] of BROKEN) {
+    it(`config check: ${name} → ${path}`, async () => {
+      const file = writeTempConfig(yaml);
+      const result = await runCli(['config', 'check', file], env);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(path);
+      expect(result.stderr).toContain(file);
+    });
+  }
+
+  it('serve refuses a broken config with exit 2 before opening anything', async () => {
+    const file = writeTempConfig(
+      `${UPSTREAM}store: { type: file, file: { path: /tmp/x.json, mode: 1 } }\n`,
+    );
+    const result = await runCli(['serve', '--config', file]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('store.file.mode');
+  });
+
+  it('KEYGATE_CONFIG selects the file; a missing file is exit 2', async () => {
+    const result = await runCli(['config', 'check'], {
+      KEYGATE_CONFIG: '/nonexistent/keygate.yaml',
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('/nonexistent/keygate.yaml');
+    expect(result.stderr).toContain('file not found');
+  });
+
+  it('the shipped configs pass config check', async () => {
+    for (const file of ['config/keygate.yaml', 'config/kubecost.yaml']) {
+      const result = await runCli(['config', 'check', file]);
+      expect(result.code, result.stderr).toBe(0);
+    }
+  });
+
+  it('unknown command is bad usage: exit 2 with the usage text', async () => {
+    const result = await runCli(['frobnicate']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('usage: keygate');
+  });
+});
