@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 // redis-server and a real upstream per file, so they run in forks with longer timeouts.
 export default defineConfig({
   test: {
+    // One file at a time: the latency and RSS measurements must not share 2 cores with other suites.
+    fileParallelism: false,
     projects: [
       { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], environment: 'node' } },
       {
@@ -12,8 +14,6 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           environment: 'node',
           pool: 'forks',
-          // One file at a time: the latency and RSS measurements must not share 2 cores with other suites.
-          fileParallelism: false,
           testTimeout: 60_000,
           hookTimeout: 60_000,
           globalSetup: ['test/helpers/global-setup.ts'],

@@ -3,6 +3,18 @@ import type { Config } from './config/schema.js';
 import { openStore } from './store/open-store.js';
 import { createLogger } from './telemetry/logger.js';
 
+/** Logs at most one store error per 10 s: a down Redis must not flood the logs. */
+function throttled(log: (err: Error) => void): (err: Error) => void {
+  let last = 0;
+  return (err) => {
+    const now = Date.now();
+    if (now - last >= 10_000) {
+      last = now;
+      log(err);
+    }
+  };
+}
+
 /** `keygate serve`: open the store, listen, and shut down cleanly on SIGTERM or SIGINT. */
 export async function serve(config: Readonly<Config>, configPath: string): Promise<void> {
   const bootLogger = createLogger(config.log.level);
@@ -13,6 +25,9 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
         { err: String(err) },
         'key store not reachable yet; retrying in the background',
       ),
+    onError: throttled((err) =>
+      bootLogger.warn({ err: err.message }, 'key store connection error'),
+    ),
   });
   const app = createApp({ config, store });
   const address = await app.listen();

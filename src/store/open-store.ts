@@ -10,6 +10,8 @@ export interface OpenStoreOptions {
    */
   requireConnection: boolean;
   onConnectError?: (err: unknown) => void;
+  /** Every later connection error (reconnect attempts), for logging. */
+  onError?: (err: Error) => void;
 }
 
 export async function openStore(
@@ -17,7 +19,7 @@ export async function openStore(
   options: OpenStoreOptions,
 ): Promise<KeyStore> {
   if (config.type === 'file') return FileKeyStore.open(config.file.path);
-  const store = RedisKeyStore.create(config.redis);
+  const store = RedisKeyStore.create(config.redis, options.onError);
   try {
     await store.connect();
   } catch (err) {

@@ -30,22 +30,51 @@ interface ClientWithScripts {
 export class RedisKeyStore implements KeyStore {
   readonly kind = 'redis';
 
+  /** The most recent connection error, for messages and readiness; cleared on ready. */
+  lastError: Error | undefined;
+
   constructor(
     private readonly client: Client,
     private readonly prefix: string,
+    private readonly description: string,
+    onError?: (err: Error) => void,
   ) {
     client.defineCommand('kgCreateHash', { numberOfKeys: 1, lua: CREATE_HASH });
+    // Without a listener ioredis prints every reconnect failure to stderr itself.
+    client.on('error', (err: Error) => {
+      this.lastError = err;
+      onError?.(err);
+    });
+    client.on('ready', () => {
+      this.lastError = undefined;
+    });
   }
 
   /** Builds the client; the caller decides whether to wait for the first connection. */
-  static create(config: RedisConfig): RedisKeyStore {
-    return new RedisKeyStore(createClient(config), config.keyPrefix);
+  static create(config: RedisConfig, onError?: (err: Error) => void): RedisKeyStore {
+    return new RedisKeyStore(
+      createClient(config),
+      config.keyPrefix,
+      describeTarget(config),
+      onError,
+    );
   }
 
   /** Resolves once connected; rejects (without stopping reconnection) if the first try fails. */
   async connect(): Promise<void> {
-    if (this.client.status === 'wait') await this.client.connect();
-    else if (this.client.status !== 'ready') await this.ping();
+    try {
+      if (this.client.status === 'wait') await this.client.connect();
+      else if (this.client.status !== 'ready') await this.ping();
+    } catch (err) {
+      const reason = this.lastError?.message ?? (err instanceof Error ? err.message : String(err));
+      throw new KeygateError(
+        'store_unavailable',
+        `cannot reach Redis (${this.description}): ${reason}`,
+        {
+          cause: err,
+        },
+      );
+    }
   }
 
   get status(): string {
@@ -165,6 +194,22 @@ async function guard<T>(operation: () => Promise<T>): Promise<T> {
     if (err instanceof KeygateError) throw err;
     throw new KeygateError('store_unavailable', 'key store unavailable', { cause: err });
   }
+}
+
+/** Where the store points, for messages: never the password. */
+function describeTarget(config: RedisConfig): string {
+  if (config.cluster) return `cluster ${config.cluster.nodes.map(redactUrl).join(', ')}`;
+  if (config.sentinel) {
+    const s = config.sentinel;
+    return `sentinel master "${s.name}" via ${s.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')}`;
+  }
+  return redactUrl(config.url ?? 'redis://127.0.0.1:6379/0');
+}
+
+function redactUrl(raw: string): string {
+  const url = new URL(raw);
+  if (url.password) url.password = '***';
+  return url.toString();
 }
 
 function createClient(config: RedisConfig): Client {

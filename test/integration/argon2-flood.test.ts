@@ -14,10 +14,9 @@ import { RecordingUpstream } from '../helpers/upstream.js';
 const FLOOD = 200;
 
 function tally(statuses: number[]): Record<string, number> {
-  return statuses.reduce<Record<string, number>>(
-    (acc, s) => ({ ...acc, [s]: (acc[s] ?? 0) + 1 }),
-    {},
-  );
+  const counts: Record<string, number> = {};
+  for (const status of statuses) counts[status] = (counts[status] ?? 0) + 1;
+  return counts;
 }
 
 /**
