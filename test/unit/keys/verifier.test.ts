@@ -1,0 +1,209 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { KeygateError } from '../../../src/errors.js';
+import { generateKey } from '../../../src/keys/key-format.js';
+import { KeyService } from '../../../src/keys/key-service.js';
+import { type CacheEvent, KeyVerifier } from '../../../src/keys/verifier.js';
+import { VerifyPool } from '../../../src/keys/verify-pool.js';
+import { MemoryKeyStore } from '../../../src/store/memory-key-store.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
+import { FastHasher } from '../../helpers/fast-hasher.js';
+
+const ROLES = { admin: ['read', 'write', 'admin'], member: ['read', 'write'], reader: ['read'] };
+
+let store: MemoryKeyStore;
+let hasher: FastHasher;
+let clock: FakeClock;
+let verifier: KeyVerifier;
+let service: KeyService;
+let events: CacheEvent[];
+
+beforeEach(async () => {
+  store = new MemoryKeyStore();
+  hasher = new FastHasher();
+  clock = new FakeClock();
+  events = [];
+  const pool = new VerifyPool(2, 4);
+  verifier = new KeyVerifier({
+    store,
+    hasher,
+    pool,
+    clock,
+    prefix: 'kg',
+    roles: ROLES,
+    cacheTtlMs: 30_000,
+    negativeTtlMs: 10_000,
+    maxEntries: 100,
+    observer: { cacheEvent: (e) => events.push(e), verifyDuration: () => {} },
+  });
+  service = new KeyService({ store, hasher, pool, clock, prefix: 'kg', roles: ROLES });
+  await service.createAccount({ name: 'ci', role: 'member' });
+});
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'ok';
+  } catch (err) {
+    expect(err).toBeInstanceOf(KeygateError);
+    return (err as KeygateError).code;
+  }
+}
+
+describe('KeyVerifier', () => {
+  it('verifies once, then serves from the cache without store or argon2', async () => {
+    const { key, id } = await service.createKey('ci', { description: 'd' });
+    const principal = await verifier.verify(key);
+    expect(principal).toMatchObject({ keyId: id, account: 'ci', role: 'member' });
+    expect([...principal.scopes]).toEqual(['read', 'write']);
+    const reads = store.reads;
+    await verifier.verify(key);
+    await verifier.verify(key);
+    expect(store.reads).toBe(reads);
+    expect(hasher.verifyCalls).toBe(1);
+    expect(events).toEqual(['miss', 'fill', 'hit', 'hit']);
+  });
+
+  it('malformed keys cost neither a store read nor argon2', async () => {
+    expect(await codeOf(verifier.verify('kg_nope'))).toBe('invalid_key');
+    expect(store.reads).toBe(0);
+    expect(hasher.verifyCalls).toBe(0);
+  });
+
+  it('unknown ids cost one store read and no argon2; repeats cost nothing', async () => {
+    const unknown = generateKey('kg').full;
+    expect(await codeOf(verifier.verify(unknown))).toBe('invalid_key');
+    expect(await codeOf(verifier.verify(unknown))).toBe('invalid_key');
+    expect(store.reads).toBe(1);
+    expect(hasher.verifyCalls).toBe(0);
+  });
+
+  it('a wrong secret costs one argon2, then is remembered for the negative TTL', async () => {
+    const { id } = await service.createKey('ci', { description: 'd' });
+    const other = generateKey('kg');
+    // Re-key the stored record to the other key's id so the presented key has a real id.
+    const record = store.keys.get(id)!;
+    store.keys.set(other.id, { ...record, id: other.id });
+    expect(await codeOf(verifier.verify(other.full))).toBe('invalid_key');
+    expect(await codeOf(verifier.verify(other.full))).toBe('invalid_key');
+    expect(hasher.verifyCalls).toBe(1);
+    clock.advance(10_001);
+    expect(await codeOf(verifier.verify(other.full))).toBe('invalid_key');
+    expect(hasher.verifyCalls).toBe(2);
+  });
+
+  it('concurrent misses for the same key share one verification (single flight)', async () => {
+    const { key } = await service.createKey('ci', { description: 'd' });
+    let open!: () => void;
+    hasher.gate = new Promise((r) => {
+      open = r;
+    });
+    const all = Promise.all(Array.from({ length: 20 }, () => verifier.verify(key)));
+    await new Promise((r) => setTimeout(r, 5));
+    open();
+    const principals = await all;
+    expect(new Set(principals).size).toBe(1);
+    expect(hasher.verifyCalls).toBe(1);
+    expect(store.reads).toBe(1);
+  });
+
+  it('expiry: refused after expires_at, even from the cache', async () => {
+    const { key } = await service.createKey('ci', {
+      description: 'd',
+      expiresAt: clock.seconds + 60,
+    });
+    await verifier.verify(key);
+    clock.advance(59_000);
+    await expect(verifier.verify(key)).resolves.toBeDefined();
+    clock.advance(1_000);
+    expect(await codeOf(verifier.verify(key))).toBe('expired_key');
+  });
+
+  it('the cache TTL is bounded: a store change is seen after cacheTtl at the latest', async () => {
+    const { key, id } = await service.createKey('ci', { description: 'd' });
+    await verifier.verify(key);
+    store.keys.set(id, { ...store.keys.get(id)!, revokedAt: clock.seconds });
+    await expect(verifier.verify(key)).resolves.toBeDefined();
+    clock.advance(30_001);
+    expect(await codeOf(verifier.verify(key))).toBe('revoked_key');
+  });
+
+  it('invalidateKey evicts at once', async () => {
+    const { key, id } = await service.createKey('ci', { description: 'd' });
+    await verifier.verify(key);
+    store.keys.set(id, { ...store.keys.get(id)!, revokedAt: clock.seconds });
+    verifier.invalidateKey(id);
+    expect(await codeOf(verifier.verify(key))).toBe('revoked_key');
+  });
+
+  it('a fill that raced an invalidation is discarded', async () => {
+    const { key, id } = await service.createKey('ci', { description: 'd' });
+    let open!: () => void;
+    hasher.gate = new Promise((r) => {
+      open = r;
+    });
+    const pending = verifier.verify(key);
+    await new Promise((r) => setTimeout(r, 5));
+    verifier.invalidateKey(id); // e.g. a revocation landed while argon2 ran
+    open();
+    await pending;
+    expect(events).toContain('fill_discarded');
+    hasher.gate = undefined;
+    await verifier.verify(key);
+    expect(hasher.verifyCalls).toBe(2); // not served from a stale fill
+  });
+
+  it('disabled accounts and deleted accounts are refused', async () => {
+    const { key } = await service.createKey('ci', { description: 'd' });
+    store.accounts.set('ci', { ...store.accounts.get('ci')!, disabled: true });
+    expect(await codeOf(verifier.verify(key))).toBe('account_disabled');
+    store.accounts.delete('ci');
+    expect(await codeOf(verifier.verify(key))).toBe('invalid_key');
+  });
+
+  it('a key narrows its role, and a role downgrade narrows the key', async () => {
+    const { key } = await service.createKey('ci', { description: 'd', scopes: ['write'] });
+    expect([...(await verifier.verify(key)).scopes]).toEqual(['write']);
+    store.accounts.set('ci', { ...store.accounts.get('ci')!, role: 'reader' });
+    verifier.invalidateAccount('ci');
+    expect([...(await verifier.verify(key)).scopes]).toEqual([]);
+  });
+
+  it('store failure on a miss is store_unavailable, never a pass', async () => {
+    const { key } = await service.createKey('ci', { description: 'd' });
+    store.down = true;
+    expect(await codeOf(verifier.verify(key))).toBe('store_unavailable');
+    store.down = false;
+    await expect(verifier.verify(key)).resolves.toBeDefined();
+  });
+
+  it('a hasher failure refuses the request (internal_error), never allows it', async () => {
+    const { key } = await service.createKey('ci', { description: 'd' });
+    hasher.verify = async () => {
+      throw new Error('corrupt PHC string');
+    };
+    expect(await codeOf(verifier.verify(key))).toBe('internal_error');
+  });
+
+  it('the cache is bounded by maxEntries', async () => {
+    const small = new KeyVerifier({
+      store,
+      hasher,
+      pool: new VerifyPool(2, 4),
+      clock,
+      prefix: 'kg',
+      roles: ROLES,
+      cacheTtlMs: 30_000,
+      negativeTtlMs: 10_000,
+      maxEntries: 3,
+    });
+    const keys = await Promise.all(
+      Array.from({ length: 5 }, () => service.createKey('ci', { description: 'd' })),
+    );
+    for (const k of keys) await small.verify(k.key);
+    const calls = hasher.verifyCalls;
+    await small.verify(keys[0]!.key); // evicted: verified again
+    expect(hasher.verifyCalls).toBe(calls + 1);
+    await small.verify(keys[4]!.key); // recent: still cached
+    expect(hasher.verifyCalls).toBe(calls + 1);
+  });
+});
