@@ -8,7 +8,13 @@ import type { AddressInfo } from 'node:net';
 
 const WINDOW = { start: '2026-11-22T00:00:00Z', end: '2026-11-23T00:00:00Z' };
 
-function allocation(name: string, namespace: string, cpuCost: number, ramCost: number, pvCost: number) {
+function allocation(
+  name: string,
+  namespace: string,
+  cpuCost: number,
+  ramCost: number,
+  pvCost: number,
+) {
   const totalCost = Number((cpuCost + ramCost + pvCost).toFixed(6));
   return {
     name,
@@ -52,7 +58,13 @@ const ALLOCATIONS = {
 const ASSETS = {
   'cluster-one/node/ip-10-0-1-17': {
     type: 'node',
-    properties: { category: 'Compute', provider: 'AWS', cluster: 'cluster-one', name: 'ip-10-0-1-17', providerID: 'i-0a1b2c3d4e5f' },
+    properties: {
+      category: 'Compute',
+      provider: 'AWS',
+      cluster: 'cluster-one',
+      name: 'ip-10-0-1-17',
+      providerID: 'i-0a1b2c3d4e5f',
+    },
     window: WINDOW,
     start: WINDOW.start,
     end: WINDOW.end,
@@ -73,7 +85,12 @@ const ASSETS = {
   },
   'cluster-one/disk/pvc-16465f04': {
     type: 'disk',
-    properties: { category: 'Storage', provider: 'AWS', cluster: 'cluster-one', name: 'pvc-16465f04' },
+    properties: {
+      category: 'Storage',
+      provider: 'AWS',
+      cluster: 'cluster-one',
+      name: 'pvc-16465f04',
+    },
     window: WINDOW,
     start: WINDOW.start,
     end: WINDOW.end,
@@ -90,7 +107,12 @@ const CLOUD_COSTS = {
     {
       cloudCosts: {
         'AmazonEC2/123456789012': {
-          properties: { provider: 'AWS', accountID: '123456789012', service: 'AmazonEC2', category: 'Compute' },
+          properties: {
+            provider: 'AWS',
+            accountID: '123456789012',
+            service: 'AmazonEC2',
+            category: 'Compute',
+          },
           window: WINDOW,
           listCost: { cost: 112.4, kubernetesPercent: 0.82 },
           netCost: { cost: 78.68, kubernetesPercent: 0.82 },
@@ -116,7 +138,15 @@ const budgets: Array<Record<string, unknown>> = [
     interval: 'monthly',
     intervalDay: 1,
     spendLimit: 2500,
-    actions: [{ percentage: 80, slackWebhooks: [], msTeamsWebhooks: [], emails: ['platform@example.com'], lastFired: '' }],
+    actions: [
+      {
+        percentage: 80,
+        slackWebhooks: [],
+        msTeamsWebhooks: [],
+        emails: ['platform@example.com'],
+        lastFired: '',
+      },
+    ],
     window: { start: '2026-11-01T00:00:00Z', end: '2026-12-01T00:00:00Z' },
     currentSpend: 1690.42,
   },
@@ -128,13 +158,19 @@ const ROUTES: Record<string, Handler> = {
   'GET /healthz': () => ({ data: null }),
   'GET /allocation': () => ({ data: [ALLOCATIONS] }),
   'GET /allocation/summary': () => ({
-    data: { step: 86_400_000_000_000, sets: [{ allocations: ALLOCATIONS, window: WINDOW }], window: WINDOW },
+    data: {
+      step: 86_400_000_000_000,
+      sets: [{ allocations: ALLOCATIONS, window: WINDOW }],
+      window: WINDOW,
+    },
   }),
   'GET /allocation/summary/topline': () => ({
     data: {
       numResults: Object.keys(ALLOCATIONS).length,
       combined: {
-        allocations: { total: { totalCost: Object.values(ALLOCATIONS).reduce((s, a) => s + a.totalCost, 0) } },
+        allocations: {
+          total: { totalCost: Object.values(ALLOCATIONS).reduce((s, a) => s + a.totalCost, 0) },
+        },
         window: WINDOW,
       },
     },
@@ -143,7 +179,10 @@ const ROUTES: Record<string, Handler> = {
   'GET /cloudCost': () => ({ data: CLOUD_COSTS }),
   'GET /budgets': () => ({ data: budgets }),
   'POST /budget': (_url, body) => {
-    const budget = { id: `b-${Math.random().toString(16).slice(2, 6)}`, ...(JSON.parse(body || '{}') as object) };
+    const budget = {
+      id: `b-${Math.random().toString(16).slice(2, 6)}`,
+      ...(JSON.parse(body || '{}') as object),
+    };
     budgets.push(budget);
     return { data: budget };
   },
@@ -153,7 +192,9 @@ const ROUTES: Record<string, Handler> = {
     if (index >= 0) budgets.splice(index, 1);
     return { data: [] };
   },
-  'GET /savings': () => ({ data: { totalMonthlySavings: 412.77, requestSizing: 280.1, abandonedWorkloads: 132.67 } }),
+  'GET /savings': () => ({
+    data: { totalMonthlySavings: 412.77, requestSizing: 280.1, abandonedWorkloads: 132.67 },
+  }),
   // Admin and identity routes: the real Aggregator serves these, keygate must never let a key reach them.
   'GET /getProductKey': () => ({ data: { productKey: 'DEMO-PRODUCT-KEY-DO-NOT-LEAK' } }),
   'POST /setApiConfig': () => ({ data: { ok: true } }),
@@ -161,7 +202,10 @@ const ROUTES: Record<string, Handler> = {
   'GET /diagnostic/databaseDirectory': () => ({ data: { path: '/var/configs/waterfowl/duckdb' } }),
 };
 
-export async function startMockAggregator(port: number, host = '127.0.0.1'): Promise<{ server: Server; url: string }> {
+export async function startMockAggregator(
+  port: number,
+  host = '127.0.0.1',
+): Promise<{ server: Server; url: string }> {
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://mock');
     let body = '';
@@ -169,10 +213,17 @@ export async function startMockAggregator(port: number, host = '127.0.0.1'): Pro
     const handler = ROUTES[`${req.method} ${url.pathname}`];
     if (!handler) {
       res.writeHead(404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ code: 404, message: `Error: no route ${req.method} ${url.pathname}` }));
+      res.end(
+        JSON.stringify({ code: 404, message: `Error: no route ${req.method} ${url.pathname}` }),
+      );
       return;
     }
-    if (url.pathname !== '/healthz' && req.method === 'GET' && !url.searchParams.has('window') && !url.pathname.startsWith('/budgets')) {
+    if (
+      url.pathname !== '/healthz' &&
+      req.method === 'GET' &&
+      !url.searchParams.has('window') &&
+      !url.pathname.startsWith('/budgets')
+    ) {
       // The Aggregator answers a missing window with a plain-text 400.
       if (['/allocation', '/assets', '/cloudCost'].includes(url.pathname)) {
         res.writeHead(400, { 'content-type': 'text/plain' });
@@ -181,7 +232,10 @@ export async function startMockAggregator(port: number, host = '127.0.0.1'): Pro
       }
     }
     const { status = 200, data } = handler(url, body);
-    res.writeHead(status, { 'content-type': 'application/json', 'x-seen-account': String(req.headers['x-keygate-account'] ?? '') });
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'x-seen-account': String(req.headers['x-keygate-account'] ?? ''),
+    });
     res.end(JSON.stringify({ code: status, data }));
   });
   await new Promise<void>((resolve, reject) => {

@@ -17,7 +17,11 @@ const store = await openStore(config.store, { requireConnection: true });
 const app = createApp({ config, store });
 
 try {
-  await app.keys.createAccount({ name: 'demo', role: 'reader', description: 'created by npm run demo' });
+  await app.keys.createAccount({
+    name: 'demo',
+    role: 'reader',
+    description: 'created by npm run demo',
+  });
 } catch (err) {
   if (!(err instanceof KeygateError && err.code === 'conflict')) throw err;
 }

@@ -152,24 +152,25 @@ describe('large bodies stream through a separate keygate process', () => {
     return Math.max(peak, await rssOf(serve.pid));
   }
 
-  it('50 MB download and 50 MB upload without the proxy RSS growing by more than 20 MB', async () => {
+  it('50 MB download and 50 MB upload stream: once warm, proxy RSS grows < 20 MB per round (first-round heap sizing printed)', async () => {
     for (let i = 0; i < 5; i++) {
       const warm = await send(serve.url, '/model/allocation', { headers: { 'x-api-key': key } });
       expect(warm.status).toBe(200);
     }
-    // The first large transfer grows V8's young generation and leaves chunk garbage that RSS
-    // keeps after GC: a one-off sizing cost, reported here but not what this test judges.
-    // A proxy that buffered bodies would grow by 50 MB or more on every transfer, not just the first.
-    const idle = await rssOf(serve.pid);
-    const warmPeak = await transfer(SIZE);
-    const before = await rssOf(serve.pid);
-    const peak = await transfer(SIZE);
+    // The first transfers size V8's heap for this traffic (young generation, chunk garbage that
+    // RSS keeps after GC): +50 to +90 MB once, then flat. That one-off cost is printed, not judged.
+    // Judged is the steady state: a proxy that buffered bodies would grow by at least 50 MB on
+    // every round, the third included; a streaming one stays flat.
     const mb = (n: number) => (n / 1048576).toFixed(1);
-    console.log(
-      `proxy RSS: idle ${mb(idle)} MB, first 50 MB transfers peak ${mb(warmPeak)} MB (+${mb(warmPeak - idle)}); ` +
-        `before the next 50 MB transfers ${mb(before)} MB, peak ${mb(peak)} MB (+${mb(peak - before)}) for 100 MB moved`,
-    );
-    // Buffering either body would add at least 50 MB; streaming adds almost nothing.
-    expect((peak - before) / 1048576).toBeLessThan(20);
+    const rounds: string[] = [];
+    let growth = 0;
+    for (let round = 1; round <= 3; round++) {
+      const before = await rssOf(serve.pid);
+      const peak = await transfer(SIZE);
+      growth = peak - before;
+      rounds.push(`round ${round}: ${mb(before)} → peak ${mb(peak)} MB (+${mb(growth)})`);
+    }
+    console.log(`proxy RSS per 50 MB download + 50 MB upload: ${rounds.join('; ')}`);
+    expect(growth / 1048576).toBeLessThan(20);
   });
 });
