@@ -23,12 +23,21 @@ const tool = hasCommand('wrk') ? 'wrk' : 'autocannon';
 const upstream = await startServer(process.execPath, ['bench/servers/fixed-upstream.mjs']);
 const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
 const candidates = [
-  { name: 'http-proxy 1.18.1 (keep-alive agent)', script: 'bench/servers/http-proxy-forwarder.ts' },
-  { name: 'undici Pool (keygate forward/)', script: 'bench/servers/bare-forwarder.ts' },
+  {
+    name: 'http-proxy 1.18.1, defaults (no agent)',
+    script: 'bench/servers/http-proxy-forwarder.ts',
+    mode: 'default',
+  },
+  {
+    name: 'http-proxy 1.18.1, keep-alive agent',
+    script: 'bench/servers/http-proxy-forwarder.ts',
+    mode: 'keep-alive',
+  },
+  { name: 'undici Pool (keygate forward/)', script: 'bench/servers/bare-forwarder.ts', mode: '' },
 ];
 const servers = await Promise.all(
   candidates.map((c) =>
-    startServer(process.execPath, ['--import', 'tsx', c.script, upstreamUrl, '0']),
+    startServer(process.execPath, ['--import', 'tsx', c.script, upstreamUrl, '0', c.mode]),
   ),
 );
 

@@ -1,12 +1,14 @@
-// http-proxy 1.18.1 as a plain forwarder, configured fairly: a keep-alive agent (its default
-// is no agent, i.e. Connection: close upstream) and an error listener (it throws without one).
+// http-proxy 1.18.1 as a plain forwarder. With mode "keep-alive" it gets what a careful user
+// would add (its default is no agent, i.e. Connection: close upstream); it always gets an error
+// listener (it throws without one).
 import { Agent, createServer } from 'node:http';
 import httpProxy from 'http-proxy';
 
-const [upstream = '', port = '0'] = process.argv.slice(2);
+const [upstream = '', port = '0', mode = 'keep-alive'] = process.argv.slice(2);
+// mode "default": http-proxy as it comes (no agent: a new upstream connection per request).
 const proxy = httpProxy.createProxyServer({
   target: upstream,
-  agent: new Agent({ keepAlive: true, maxSockets: 128 }),
+  ...(mode === 'keep-alive' ? { agent: new Agent({ keepAlive: true, maxSockets: 128 }) } : {}),
   xfwd: true,
 });
 proxy.on('error', (_err, _req, res) => {
