@@ -24,8 +24,10 @@ export interface AppDeps {
   clock?: Clock;
   hasher?: Hasher;
   upstream?: UpstreamClient;
-  /** Where log lines go (tests capture them); stdout by default. */
+  /** Where log lines go (tests capture them); stdout by default. Ignored when `logger` is given. */
   logDestination?: DestinationStream;
+  /** A logger already in use (serve logs start-up before the app exists: one stream, in order). */
+  logger?: Logger;
 }
 
 export interface App {
@@ -75,7 +77,7 @@ export function createKeyServices(
 export function createApp(deps: AppDeps): App {
   const { config, store } = deps;
   const clock = deps.clock ?? systemClock;
-  const logger = createLogger(config.log.level, deps.logDestination);
+  const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
   const { pool, hasher, keys } = createKeyServices(config, store, clock, deps.hasher);
   const verifier = new KeyVerifier({
     store,

@@ -17,19 +17,15 @@ function throttled(log: (err: Error) => void): (err: Error) => void {
 
 /** `keygate serve`: open the store, listen, and shut down cleanly on SIGTERM or SIGINT. */
 export async function serve(config: Readonly<Config>, configPath: string): Promise<void> {
-  const bootLogger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level);
+  // One logger for the whole process: start-up lines and access lines share one ordered stream.
   const store = await openStore(config.store, {
     requireConnection: false,
     onConnectError: (err) =>
-      bootLogger.warn(
-        { err: String(err) },
-        'key store not reachable yet; retrying in the background',
-      ),
-    onError: throttled((err) =>
-      bootLogger.warn({ err: err.message }, 'key store connection error'),
-    ),
+      logger.warn({ err: String(err) }, 'key store not reachable yet; retrying in the background'),
+    onError: throttled((err) => logger.warn({ err: err.message }, 'key store connection error')),
   });
-  const app = createApp({ config, store });
+  const app = createApp({ config, store, logger: logger });
   const address = await app.listen();
   app.logger.info(
     {

@@ -40,9 +40,14 @@ export class RedisServer {
 
   /** `persistent`: keep data across stop()/start() (an RDB snapshot written on clean shutdown). */
   static async start(options: { persistent?: boolean } = {}): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), options.persistent ?? false);
+    const server = await RedisServer.reserve(options);
     await server.start();
     return server;
+  }
+
+  /** Picks the port without starting the server (to test clients that come up first). */
+  static async reserve(options: { persistent?: boolean } = {}): Promise<RedisServer> {
+    return new RedisServer(await freePort(), options.persistent ?? false);
   }
 
   get url(): string {

@@ -1,0 +1,70 @@
+import { afterAll, expect, it } from 'vitest';
+import { createKeyServices } from '../../src/app.js';
+import { systemClock } from '../../src/shared/clock.js';
+import { openStore } from '../../src/store/open-store.js';
+import { type ServeProcess, spawnServe, writeTempConfig } from '../helpers/cli.js';
+import { TEST_ROUTES, testConfig } from '../helpers/gateway.js';
+import { send } from '../helpers/http.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import { RecordingUpstream } from '../helpers/upstream.js';
+
+let serve: ServeProcess | undefined;
+let redis: RedisServer | undefined;
+let upstream: RecordingUpstream | undefined;
+
+afterAll(async () => {
+  await serve?.stop('SIGKILL');
+  await redis?.destroy();
+  await upstream?.close();
+});
+
+it('keygate serve starts before Redis (pod start order), answers 503, and recovers on its own', async () => {
+  upstream = await RecordingUpstream.start();
+  redis = await RedisServer.reserve();
+  const settings = { store: { type: 'redis', redis: { url: redis.url } } };
+  serve = await spawnServe(
+    writeTempConfig({
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { url: upstream.url, stripPrefix: '/model' },
+      routes: TEST_ROUTES,
+      ...settings,
+    }),
+  );
+  const logged = Date.now() + 5000;
+  while (!serve.output().includes('key store not reachable yet') && Date.now() < logged) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(serve.output()).toContain('key store not reachable yet');
+
+  await redis.start();
+  const loaded = testConfig(upstream.url, settings);
+  const store = await openStore(loaded.store, { requireConnection: true });
+  const { keys, hasher } = createKeyServices(loaded, store, systemClock);
+  await keys.createAccount({ name: 'early', role: 'reader' });
+  const { key } = await keys.createKey('early', { description: 'start-order test' });
+  await store.close();
+  await hasher.close?.();
+
+  await redis.stop();
+  const whileDown = await send(serve.url, '/model/allocation', { headers: { 'x-api-key': key } });
+  expect(whileDown.status).toBe(503);
+  expect(whileDown.json.error).toBe('store_unavailable');
+
+  await redis.start(); // not persistent: the key is gone, so recreate it once Redis is back
+  const again = await openStore(loaded.store, { requireConnection: true });
+  const services = createKeyServices(loaded, again, systemClock);
+  await services.keys.createAccount({ name: 'late', role: 'reader' });
+  const late = await services.keys.createKey('late', { description: 'after recovery' });
+  await again.close();
+  await services.hasher.close?.();
+
+  const deadline = Date.now() + 15_000;
+  let status = 0;
+  while (Date.now() < deadline) {
+    status = (await send(serve.url, '/model/allocation', { headers: { 'x-api-key': late.key } }))
+      .status;
+    if (status === 200) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  expect(status).toBe(200);
+});
