@@ -32,7 +32,8 @@ export interface IssuedKey {
   expires_at: number;
 }
 
-export interface KeyServiceOptions {
+/** What both the key service and the verifier are built from. */
+export interface KeyDeps {
   store: KeyStore;
   hasher: Hasher;
   pool: VerifyPool;
@@ -46,7 +47,7 @@ export interface KeyServiceOptions {
  * admin API so both produce the same store state.
  */
 export class KeyService {
-  constructor(private readonly options: KeyServiceOptions) {}
+  constructor(private readonly options: KeyDeps) {}
 
   async createAccount(input: CreateAccountInput): Promise<AccountRecord> {
     if (!ACCOUNT_NAME.test(input.name)) {

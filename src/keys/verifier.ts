@@ -1,12 +1,10 @@
 import { createHash } from 'node:crypto';
 import { type ErrorCode, KeygateError } from '../errors.js';
-import type { Clock } from '../shared/clock.js';
 import { TtlCache } from '../shared/ttl-cache.js';
-import type { KeyRecord, KeyStore } from '../store/key-store.js';
-import type { Hasher } from './hasher.js';
+import type { KeyRecord } from '../store/key-store.js';
 import { parseKey } from './key-format.js';
+import type { KeyDeps } from './key-service.js';
 import type { Principal } from './principal.js';
-import type { VerifyPool } from './verify-pool.js';
 
 export type CacheEvent = 'hit' | 'miss' | 'negative_hit' | 'fill' | 'fill_discarded' | 'eviction';
 
@@ -18,13 +16,7 @@ export interface VerifierObserver {
 
 const NOOP_OBSERVER: VerifierObserver = { cacheEvent: () => {}, verifyDuration: () => {} };
 
-export interface VerifierOptions {
-  store: KeyStore;
-  hasher: Hasher;
-  pool: VerifyPool;
-  clock: Clock;
-  prefix: string;
-  roles: Readonly<Record<string, readonly string[]>>;
+export interface VerifierOptions extends KeyDeps {
   cacheTtlMs: number;
   negativeTtlMs: number;
   maxEntries: number;

@@ -1,10 +1,10 @@
 import { stringify } from 'yaml';
-import { type App, createApp } from '../../src/app.js';
+import { type App, createApp, createKeyServices } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import type { Hasher } from '../../src/keys/hasher.js';
 import type { IssuedKey } from '../../src/keys/key-service.js';
-import type { Clock } from '../../src/shared/clock.js';
+import { type Clock, systemClock } from '../../src/shared/clock.js';
 import type { KeyStore } from '../../src/store/key-store.js';
 import { openStore } from '../../src/store/open-store.js';
 import { LogSink } from './log-sink.js';
@@ -100,4 +100,26 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
     close: () => app.close(),
   };
+}
+
+/**
+ * Creates (if needed) an account and a key directly in the configured store, the way the CLI
+ * does, for tests whose keygate runs in another process. Closes what it opened.
+ */
+export async function mintKey(
+  config: Readonly<Config>,
+  account: string,
+  role: string,
+  description = `test key for ${account}`,
+): Promise<IssuedKey> {
+  const store = await openStore(config.store, { requireConnection: true });
+  const { keys, hasher } = createKeyServices(config, store, systemClock);
+  try {
+    if ((await store.getAccount(account)) === null)
+      await keys.createAccount({ name: account, role });
+    return await keys.createKey(account, { description });
+  } finally {
+    await store.close();
+    await hasher.close?.();
+  }
 }

@@ -2,12 +2,15 @@ import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { Client } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKeyServices } from '../../src/app.js';
-import { systemClock } from '../../src/shared/clock.js';
-import { openStore } from '../../src/store/open-store.js';
 import { type ServeProcess, spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { flood } from '../helpers/flood-worker.mjs';
-import { type Gateway, startGateway, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
+import {
+  type Gateway,
+  mintKey,
+  startGateway,
+  TEST_ROUTES,
+  testConfig,
+} from '../helpers/gateway.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
 
@@ -95,13 +98,8 @@ describe('a cached key stays fast during the flood (keygate and the flood each i
       keys: { verifyConcurrency: 2, verifyQueue: 64 },
     };
     const loaded = testConfig(upstream.url, settings);
-    const store = await openStore(loaded.store, { requireConnection: true });
-    const { keys } = createKeyServices(loaded, store, systemClock);
-    await keys.createAccount({ name: 'dashboards', role: 'reader' });
-    await keys.createAccount({ name: 'target', role: 'reader' });
-    validKey = (await keys.createKey('dashboards', { description: 'valid' })).key;
-    victimId = (await keys.createKey('target', { description: 'victim' })).id;
-    await store.close();
+    validKey = (await mintKey(loaded, 'dashboards', 'reader')).key;
+    victimId = (await mintKey(loaded, 'target', 'reader')).id;
     serve = await spawnServe(
       writeTempConfig({
         listen: { host: '127.0.0.1', port: 0 },

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { generateKey } from '../../src/keys/key-format.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { wrongSecretFor } from '../helpers/flood-worker.mjs';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
 import { rawHttp, send } from '../helpers/http.js';
 import { RedisServer } from '../helpers/redis-server.js';
@@ -121,18 +122,8 @@ describe('refusals', () => {
   });
 
   it('wrong secret for a real id: 401 invalid_key; repeating it costs no more argon2', async () => {
-    const other = generateKey('kg').full;
     // Same id, another secret, valid checksum: only argon2 can tell it is wrong.
-    const { crc32 } = await import('node:zlib');
-    const body = `kg_${keyId}_${other.slice(16, 59)}`;
-    const alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-    let n = BigInt(crc32(body));
-    let sum = '';
-    while (n > 0n) {
-      sum = alphabet[Number(n % 62n)] + sum;
-      n /= 62n;
-    }
-    const wrong = body + sum.padStart(6, '0');
+    const wrong = wrongSecretFor(keyId);
     const argon = gw.app.verifier.stats.argon2Calls;
     const first = await send(gw.url, '/model/allocation', { headers: { 'x-api-key': wrong } });
     const second = await send(gw.url, '/model/allocation', { headers: { 'x-api-key': wrong } });

@@ -1,9 +1,6 @@
 import { afterAll, expect, it } from 'vitest';
-import { createKeyServices } from '../../src/app.js';
-import { systemClock } from '../../src/shared/clock.js';
-import { openStore } from '../../src/store/open-store.js';
 import { type ServeProcess, spawnServe, writeTempConfig } from '../helpers/cli.js';
-import { TEST_ROUTES, testConfig } from '../helpers/gateway.js';
+import { mintKey, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
@@ -38,12 +35,7 @@ it('keygate serve starts before Redis (pod start order), answers 503, and recove
 
   await redis.start();
   const loaded = testConfig(upstream.url, settings);
-  const store = await openStore(loaded.store, { requireConnection: true });
-  const { keys, hasher } = createKeyServices(loaded, store, systemClock);
-  await keys.createAccount({ name: 'early', role: 'reader' });
-  const { key } = await keys.createKey('early', { description: 'start-order test' });
-  await store.close();
-  await hasher.close?.();
+  const { key } = await mintKey(loaded, 'early', 'reader');
 
   await redis.stop();
   const whileDown = await send(serve.url, '/model/allocation', { headers: { 'x-api-key': key } });
@@ -51,12 +43,7 @@ it('keygate serve starts before Redis (pod start order), answers 503, and recove
   expect(whileDown.json.error).toBe('store_unavailable');
 
   await redis.start(); // not persistent: the key is gone, so recreate it once Redis is back
-  const again = await openStore(loaded.store, { requireConnection: true });
-  const services = createKeyServices(loaded, again, systemClock);
-  await services.keys.createAccount({ name: 'late', role: 'reader' });
-  const late = await services.keys.createKey('late', { description: 'after recovery' });
-  await again.close();
-  await services.hasher.close?.();
+  const late = await mintKey(loaded, 'late', 'reader');
 
   const deadline = Date.now() + 15_000;
   let status = 0;

@@ -1,11 +1,14 @@
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKeyServices } from '../../src/app.js';
-import { systemClock } from '../../src/shared/clock.js';
-import { openStore } from '../../src/store/open-store.js';
 import { rssOf, type ServeProcess, spawnServe, writeTempConfig } from '../helpers/cli.js';
-import { type Gateway, startGateway, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
+import {
+  type Gateway,
+  mintKey,
+  startGateway,
+  TEST_ROUTES,
+  testConfig,
+} from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
 import { freePort, RedisServer } from '../helpers/redis-server.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
@@ -104,11 +107,7 @@ describe('large bodies stream through a separate keygate process', () => {
     const loaded = testConfig(upstream.url, {
       store: { type: 'redis', redis: { url: redis.url } },
     });
-    const store = await openStore(loaded.store, { requireConnection: true });
-    const { keys } = createKeyServices(loaded, store, systemClock);
-    await keys.createAccount({ name: 'bulk', role: 'member' });
-    key = (await keys.createKey('bulk', { description: 'bulk transfer test' })).key;
-    await store.close();
+    key = (await mintKey(loaded, 'bulk', 'member')).key;
     serve = await spawnServe(path);
   });
   afterAll(async () => {
