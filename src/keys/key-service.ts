@@ -114,6 +114,7 @@ export class KeyService {
       expiresAt,
       revokedAt: 0,
       lastUsedAt: 0,
+      replacedBy: '',
       generation: 1,
     };
     await store.createKey(record);

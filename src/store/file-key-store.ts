@@ -3,7 +3,13 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { KeygateError } from '../errors.js';
-import type { AccountRecord, KeyRecord, KeyStore } from './key-store.js';
+import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
+import {
+  applyAccountChange,
+  applyKeyChange,
+  checkRotatable,
+  missingAccount,
+} from './record-rules.js';
 
 interface Document {
   version: 1;
@@ -79,6 +85,71 @@ export class FileKeyStore implements KeyStore {
     });
   }
 
+  async updateAccount(name: string, change: AccountChange): Promise<AccountRecord> {
+    let updated: AccountRecord | undefined;
+    await this.mutate((doc) => {
+      const account = own(doc.accounts, name);
+      if (account === undefined) throw missingAccount(name);
+      updated = applyAccountChange(account, change);
+      doc.accounts[name] = updated;
+    });
+    return updated as AccountRecord;
+  }
+
+  async deleteAccount(name: string): Promise<string[]> {
+    let ids: string[] = [];
+    await this.mutate((doc) => {
+      if (own(doc.accounts, name) === undefined) throw missingAccount(name);
+      delete doc.accounts[name];
+      ids = Object.values(doc.keys)
+        .filter((k) => k.account === name)
+        .map((k) => k.id);
+      for (const id of ids) delete doc.keys[id];
+    });
+    return ids;
+  }
+
+  async updateKey(id: string, expectedGeneration: number, change: KeyChange): Promise<KeyRecord> {
+    let updated: KeyRecord | undefined;
+    await this.mutate((doc) => {
+      updated = applyKeyChange(id, own(doc.keys, id), expectedGeneration, change);
+      doc.keys[id] = updated;
+    });
+    return updated as KeyRecord;
+  }
+
+  rotateKey(
+    oldId: string,
+    expectedGeneration: number,
+    next: KeyRecord,
+    oldExpiresAt: number,
+  ): Promise<void> {
+    return this.mutate((doc) => {
+      const old = checkRotatable(oldId, own(doc.keys, oldId), expectedGeneration);
+      if (own(doc.accounts, next.account) === undefined) throw missingAccount(next.account);
+      doc.keys[next.id] = { ...next };
+      doc.keys[oldId] = {
+        ...old,
+        expiresAt: oldExpiresAt,
+        replacedBy: next.id,
+        generation: old.generation + 1,
+      };
+    });
+  }
+
+  async touchKeys(uses: ReadonlyArray<{ id: string; lastUsedAt: number }>): Promise<void> {
+    const changes = uses.filter(
+      ({ id, lastUsedAt }) => (own(this.doc.keys, id)?.lastUsedAt ?? Infinity) < lastUsedAt,
+    );
+    if (changes.length === 0) return;
+    await this.mutate((doc) => {
+      for (const { id, lastUsedAt } of changes) {
+        const key = own(doc.keys, id);
+        if (key && lastUsedAt > key.lastUsedAt) doc.keys[id] = { ...key, lastUsedAt };
+      }
+    });
+  }
+
   async ping(): Promise<void> {
     if (this.closed) throw new KeygateError('store_unavailable', 'key store is closed');
   }
@@ -112,6 +183,11 @@ export class FileKeyStore implements KeyStore {
     this.writes = result.catch(() => undefined);
     return result;
   }
+}
+
+/** Own-property lookup: ids and names come from clients, so "__proto__" must find nothing. */
+function own<T>(record: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
 }
 
 async function readDocument(path: string): Promise<Document> {

@@ -23,9 +23,21 @@ export interface KeyRecord {
   readonly expiresAt: number;
   readonly revokedAt: number;
   readonly lastUsedAt: number;
-  /** Bumped by every write to the record, so a cache fill can tell it raced one. */
+  /** Id of the key that replaced this one by rotation, or "" when it was not rotated. */
+  readonly replacedBy: string;
+  /** Bumped by every write to the record: writes are compare-and-set on it. */
   readonly generation: number;
 }
+
+export interface AccountChange {
+  role?: string;
+  description?: string;
+  disabled?: boolean;
+  updatedAt: number;
+}
+
+/** Fields of a key that may change after creation (last use has its own, monotonic path). */
+export type KeyChange = Partial<Pick<KeyRecord, 'expiresAt' | 'revokedAt' | 'replacedBy'>>;
 
 /**
  * Where accounts and key hashes live. Implementations throw KeygateError with
@@ -41,6 +53,31 @@ export interface KeyStore {
   createAccount(account: AccountRecord): Promise<void>;
   /** Fails with not_found when the account does not exist, conflict when the id is taken. */
   createKey(key: KeyRecord): Promise<void>;
+  /** not_found when the account does not exist. */
+  updateAccount(name: string, change: AccountChange): Promise<AccountRecord>;
+  /**
+   * Deletes the account and every key of it; returns the deleted key ids. The account record
+   * goes first, so its keys stop verifying even if the rest is interrupted.
+   */
+  deleteAccount(name: string): Promise<string[]>;
+  /**
+   * Compare-and-set on `generation`: conflict when the record changed since it was read,
+   * not_found when it is gone. Returns the record as written (generation + 1).
+   */
+  updateKey(id: string, expectedGeneration: number, change: KeyChange): Promise<KeyRecord>;
+  /**
+   * Rotation: stores `next` and, only if `oldId` is still at `expectedGeneration` and not yet
+   * replaced, sets its expiry to `oldExpiresAt` and its replacedBy to next.id. Otherwise
+   * conflict, and `next` is not kept.
+   */
+  rotateKey(
+    oldId: string,
+    expectedGeneration: number,
+    next: KeyRecord,
+    oldExpiresAt: number,
+  ): Promise<void>;
+  /** Raises last_used_at to the given times; never lowers it, never recreates a deleted key. */
+  touchKeys(uses: ReadonlyArray<{ id: string; lastUsedAt: number }>): Promise<void>;
   /** Resolves when the store answers; rejects with store_unavailable otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,5 +1,11 @@
 import { KeygateError } from '../errors.js';
-import type { AccountRecord, KeyRecord, KeyStore } from './key-store.js';
+import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
+import {
+  applyAccountChange,
+  applyKeyChange,
+  checkRotatable,
+  missingAccount,
+} from './record-rules.js';
 
 /** In-process store for unit tests and the contract suite's reference. Not for production. */
 export class MemoryKeyStore implements KeyStore {
@@ -49,6 +55,50 @@ export class MemoryKeyStore implements KeyStore {
     if (this.keys.has(key.id))
       throw new KeygateError('conflict', `key id ${key.id} already exists`);
     this.keys.set(key.id, { ...key, scopes: key.scopes ? [...key.scopes] : null });
+  }
+  async updateAccount(name: string, change: AccountChange): Promise<AccountRecord> {
+    this.check();
+    const account = this.accounts.get(name);
+    if (account === undefined) throw missingAccount(name);
+    const updated = applyAccountChange(account, change);
+    this.accounts.set(name, updated);
+    return updated;
+  }
+  async deleteAccount(name: string): Promise<string[]> {
+    this.check();
+    if (!this.accounts.delete(name)) throw missingAccount(name);
+    const ids = [...this.keys.values()].filter((k) => k.account === name).map((k) => k.id);
+    for (const id of ids) this.keys.delete(id);
+    return ids;
+  }
+  async updateKey(id: string, expectedGeneration: number, change: KeyChange): Promise<KeyRecord> {
+    this.check();
+    const updated = applyKeyChange(id, this.keys.get(id), expectedGeneration, change);
+    this.keys.set(id, updated);
+    return updated;
+  }
+  async rotateKey(
+    oldId: string,
+    expectedGeneration: number,
+    next: KeyRecord,
+    oldExpiresAt: number,
+  ): Promise<void> {
+    this.check();
+    const old = checkRotatable(oldId, this.keys.get(oldId), expectedGeneration);
+    await this.createKey(next);
+    this.keys.set(oldId, {
+      ...old,
+      expiresAt: oldExpiresAt,
+      replacedBy: next.id,
+      generation: old.generation + 1,
+    });
+  }
+  async touchKeys(uses: ReadonlyArray<{ id: string; lastUsedAt: number }>): Promise<void> {
+    this.check();
+    for (const { id, lastUsedAt } of uses) {
+      const key = this.keys.get(id);
+      if (key && lastUsedAt > key.lastUsedAt) this.keys.set(id, { ...key, lastUsedAt });
+    }
   }
   async ping(): Promise<void> {
     this.check();

@@ -1,7 +1,8 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { KeygateError } from '../errors.js';
-import type { AccountRecord, KeyRecord, KeyStore } from './key-store.js';
+import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
+import { alreadyRotated, missingAccount, missingKey, staleKey } from './record-rules.js';
 
 type RedisConfig = Config['store']['redis'];
 type Client = Redis | Cluster;
@@ -15,8 +16,41 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1`;
 
+// Compare-and-set on a key record. ARGV: expected generation, EXPIREAT time (0 = leave),
+// "1" to refuse a key already replaced by rotation, then field/value pairs.
+// Returns the new generation, -1 missing, -2 stale generation, -3 already rotated.
+const UPDATE_KEY = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
+if ARGV[3] == '1' and (redis.call('HGET', KEYS[1], 'replaced_by') or '') ~= '' then return -3 end
+if gen ~= tonumber(ARGV[1]) then return -2 end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+redis.call('HSET', KEYS[1], 'generation', gen + 1)
+local at = tonumber(ARGV[2])
+if at > 0 then redis.call('EXPIREAT', KEYS[1], at) end
+return gen + 1`;
+
+// Raises last_used_at, never lowers it, and never recreates a deleted record.
+const TOUCH_KEY = `
+local current = redis.call('HGET', KEYS[1], 'last_used_at')
+if not current then return 0 end
+if tonumber(ARGV[1]) > tonumber(current) then
+  redis.call('HSET', KEYS[1], 'last_used_at', ARGV[1])
+  return 1
+end
+return 0`;
+
+// Updates fields of an existing hash only.
+const UPDATE_HASH = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1`;
+
 interface ClientWithScripts {
   kgCreateHash(key: string, ...fieldsAndValues: string[]): Promise<number>;
+  kgUpdateKey(key: string, ...args: string[]): Promise<number>;
+  kgTouchKey(key: string, lastUsedAt: string): Promise<number>;
+  kgUpdateHash(key: string, ...fieldsAndValues: string[]): Promise<number>;
 }
 
 /**
@@ -40,6 +74,9 @@ export class RedisKeyStore implements KeyStore {
     onError?: (err: Error) => void,
   ) {
     client.defineCommand('kgCreateHash', { numberOfKeys: 1, lua: CREATE_HASH });
+    client.defineCommand('kgUpdateKey', { numberOfKeys: 1, lua: UPDATE_KEY });
+    client.defineCommand('kgTouchKey', { numberOfKeys: 1, lua: TOUCH_KEY });
+    client.defineCommand('kgUpdateHash', { numberOfKeys: 1, lua: UPDATE_HASH });
     // Without a listener ioredis prints every reconnect failure to stderr itself.
     client.on('error', (err: Error) => {
       this.lastError = err;
@@ -144,23 +181,123 @@ export class RedisKeyStore implements KeyStore {
 
   createKey(key: KeyRecord): Promise<void> {
     return guard(async () => {
-      if ((await this.client.exists(this.accountKey(key.account))) !== 1) {
-        throw new KeygateError('not_found', `service account "${key.account}" does not exist`);
-      }
-      const recordKey = this.keyKey(key.id);
-      if ((await this.scripts.kgCreateHash(recordKey, ...encodeKey(key))) !== 1) {
-        throw new KeygateError('conflict', `key id ${key.id} already exists`);
-      }
+      await this.writeNewKey(key);
+      await this.indexNewKey(key);
+    });
+  }
+
+  updateAccount(name: string, change: AccountChange): Promise<AccountRecord> {
+    return guard(async () => {
+      const fields: string[] = ['updated_at', String(change.updatedAt)];
+      if (change.role !== undefined) fields.push('role', change.role);
+      if (change.description !== undefined) fields.push('description', change.description);
+      if (change.disabled !== undefined) fields.push('disabled', change.disabled ? '1' : '0');
+      if ((await this.scripts.kgUpdateHash(this.accountKey(name), ...fields)) !== 1)
+        throw missingAccount(name);
+      const updated = decodeAccount(await this.client.hgetall(this.accountKey(name)));
+      if (updated === null) throw missingAccount(name);
+      return updated;
+    });
+  }
+
+  deleteAccount(name: string): Promise<string[]> {
+    return guard(async () => {
+      // The account record goes first: from then on none of its keys verifies, whatever follows.
+      if ((await this.client.del(this.accountKey(name))) !== 1) throw missingAccount(name);
+      await this.client.srem(this.accountsKey, name);
+      const ids = await this.client.smembers(this.accountKeysKey(name));
+      await Promise.all(ids.map((id) => this.client.del(this.keyKey(id))));
+      await this.client.del(this.accountKeysKey(name));
+      return ids;
+    });
+  }
+
+  updateKey(id: string, expectedGeneration: number, change: KeyChange): Promise<KeyRecord> {
+    return guard(async () => {
+      await this.compareAndSet(id, expectedGeneration, change, false);
+      const updated = decodeKey(await this.client.hgetall(this.keyKey(id)));
+      if (updated === null) throw missingKey(id);
+      return updated;
+    });
+  }
+
+  rotateKey(
+    oldId: string,
+    expectedGeneration: number,
+    next: KeyRecord,
+    oldExpiresAt: number,
+  ): Promise<void> {
+    return guard(async () => {
+      // The new record is written first but reachable (listed) only once the old key's CAS wins;
+      // if it loses, the new record is removed and nobody ever saw its key.
+      await this.writeNewKey(next);
       try {
-        if (key.expiresAt > 0) {
-          await this.client.expireat(recordKey, key.expiresAt + EXPIRED_RECORD_RETENTION_SECONDS);
-        }
-        await this.client.sadd(this.accountKeysKey(key.account), key.id);
+        await this.compareAndSet(
+          oldId,
+          expectedGeneration,
+          { expiresAt: oldExpiresAt, replacedBy: next.id },
+          true,
+        );
       } catch (err) {
-        await this.client.del(recordKey).catch(() => undefined);
+        await this.client.del(this.keyKey(next.id)).catch(() => undefined);
         throw err;
       }
+      await this.indexNewKey(next);
     });
+  }
+
+  touchKeys(uses: ReadonlyArray<{ id: string; lastUsedAt: number }>): Promise<void> {
+    return guard(async () => {
+      // One script call per key: keys live on different slots in a cluster; auto-pipelining batches them.
+      await Promise.all(
+        uses.map(({ id, lastUsedAt }) =>
+          this.scripts.kgTouchKey(this.keyKey(id), String(lastUsedAt)),
+        ),
+      );
+    });
+  }
+
+  private async compareAndSet(
+    id: string,
+    expectedGeneration: number,
+    change: KeyChange,
+    requireNotReplaced: boolean,
+  ) {
+    const fields: string[] = [];
+    if (change.expiresAt !== undefined) fields.push('expires_at', String(change.expiresAt));
+    if (change.revokedAt !== undefined) fields.push('revoked_at', String(change.revokedAt));
+    if (change.replacedBy !== undefined) fields.push('replaced_by', change.replacedBy);
+    const expireAt = change.expiresAt ? change.expiresAt + EXPIRED_RECORD_RETENTION_SECONDS : 0;
+    const result = await this.scripts.kgUpdateKey(
+      this.keyKey(id),
+      String(expectedGeneration),
+      String(expireAt),
+      requireNotReplaced ? '1' : '0',
+      ...fields,
+    );
+    if (result === -1) throw missingKey(id);
+    if (result === -2) throw staleKey(id);
+    if (result === -3) throw alreadyRotated(id);
+  }
+
+  private async writeNewKey(key: KeyRecord): Promise<void> {
+    if ((await this.client.exists(this.accountKey(key.account))) !== 1)
+      throw missingAccount(key.account);
+    if ((await this.scripts.kgCreateHash(this.keyKey(key.id), ...encodeKey(key))) !== 1) {
+      throw new KeygateError('conflict', `key id ${key.id} already exists`);
+    }
+  }
+
+  private async indexNewKey(key: KeyRecord): Promise<void> {
+    const recordKey = this.keyKey(key.id);
+    try {
+      if (key.expiresAt > 0)
+        await this.client.expireat(recordKey, key.expiresAt + EXPIRED_RECORD_RETENTION_SECONDS);
+      await this.client.sadd(this.accountKeysKey(key.account), key.id);
+    } catch (err) {
+      await this.client.del(recordKey).catch(() => undefined);
+      throw err;
+    }
   }
 
   ping(): Promise<void> {
@@ -291,6 +428,7 @@ function encodeKey(k: KeyRecord): string[] {
     'expires_at', String(k.expiresAt),
     'revoked_at', String(k.revokedAt),
     'last_used_at', String(k.lastUsedAt),
+    'replaced_by', k.replacedBy,
     'generation', String(k.generation),
   ];
 }
@@ -307,6 +445,7 @@ function decodeKey(h: Record<string, string>): KeyRecord | null {
     expiresAt: Number(h.expires_at ?? 0),
     revokedAt: Number(h.revoked_at ?? 0),
     lastUsedAt: Number(h.last_used_at ?? 0),
+    replacedBy: h.replaced_by ?? '',
     generation: Number(h.generation ?? 0),
   };
 }

@@ -27,6 +27,7 @@ export function aKey(overrides: Partial<KeyRecord> = {}): KeyRecord {
     expiresAt: 0,
     revokedAt: 0,
     lastUsedAt: 0,
+    replacedBy: '',
     generation: 1,
     ...overrides,
   };
@@ -120,6 +121,95 @@ export function describeKeyStoreContract(name: string, create: () => Promise<Con
       const other = await h.reopen();
       expect(await other.getKey(key.id)).toEqual(key);
       expect(await other.getAccount('ci')).toEqual(anAccount());
+    });
+
+    it('updateAccount changes only the given fields; not_found for a missing account', async () => {
+      await h.store.createAccount(anAccount());
+      const updated = await h.store.updateAccount('ci', {
+        disabled: true,
+        updatedAt: 1_800_000_000,
+      });
+      expect(updated).toEqual({ ...anAccount(), disabled: true, updatedAt: 1_800_000_000 });
+      expect(await h.store.getAccount('ci')).toEqual(updated);
+      const again = await h.store.updateAccount('ci', {
+        role: 'admin',
+        description: 'x',
+        updatedAt: 1_800_000_001,
+      });
+      expect(again).toMatchObject({ role: 'admin', description: 'x', disabled: true });
+      await expectCode(
+        h.store.updateAccount('ghost', { role: 'admin', updatedAt: 1 }),
+        'not_found',
+      );
+      expect(await h.store.getAccount('ghost')).toBeNull();
+    });
+
+    it('deleteAccount removes the account and all its keys, and only those', async () => {
+      await h.store.createAccount(anAccount());
+      await h.store.createAccount(anAccount({ name: 'other' }));
+      const mine = [aKey(), aKey()];
+      const theirs = aKey({ account: 'other' });
+      for (const k of [...mine, theirs]) await h.store.createKey(k);
+      expect((await h.store.deleteAccount('ci')).sort()).toEqual(mine.map((k) => k.id).sort());
+      expect(await h.store.getAccount('ci')).toBeNull();
+      for (const k of mine) expect(await h.store.getKey(k.id)).toBeNull();
+      expect(await h.store.listKeys('ci')).toEqual([]);
+      expect((await h.store.listAccounts()).map((a) => a.name)).toEqual(['other']);
+      expect(await h.store.getKey(theirs.id)).toEqual(theirs);
+      await expectCode(h.store.deleteAccount('ci'), 'not_found');
+    });
+
+    it('updateKey is compare-and-set on generation', async () => {
+      await h.store.createAccount(anAccount());
+      const key = aKey();
+      await h.store.createKey(key);
+      const revoked = await h.store.updateKey(key.id, 1, { revokedAt: 1_800_000_000 });
+      expect(revoked).toEqual({ ...key, revokedAt: 1_800_000_000, generation: 2 });
+      expect(await h.store.getKey(key.id)).toEqual(revoked);
+      await expectCode(h.store.updateKey(key.id, 1, { revokedAt: 5 }), 'conflict');
+      expect((await h.store.getKey(key.id))?.revokedAt).toBe(1_800_000_000);
+      await expectCode(h.store.updateKey('nosuchkey000', 1, { revokedAt: 5 }), 'not_found');
+    });
+
+    it('rotateKey stores the new key and shortens the old one, once', async () => {
+      await h.store.createAccount(anAccount());
+      const old = aKey();
+      await h.store.createKey(old);
+      const next = aKey({ description: old.description });
+      await h.store.rotateKey(old.id, 1, next, 1_900_000_000);
+      expect(await h.store.getKey(next.id)).toEqual(next);
+      expect(await h.store.getKey(old.id)).toEqual({
+        ...old,
+        expiresAt: 1_900_000_000,
+        replacedBy: next.id,
+        generation: 2,
+      });
+      expect((await h.store.listKeys('ci')).map((k) => k.id).sort()).toEqual(
+        [old.id, next.id].sort(),
+      );
+      // A second rotation of the same old key loses, and leaves no trace of its new key.
+      const loser = aKey();
+      await expectCode(h.store.rotateKey(old.id, 2, loser, 1_900_000_001), 'conflict');
+      await expectCode(h.store.rotateKey(old.id, 1, aKey(), 1_900_000_001), 'conflict');
+      expect(await h.store.getKey(loser.id)).toBeNull();
+      expect(await h.store.listKeys('ci')).toHaveLength(2);
+      expect((await h.store.getKey(old.id))?.expiresAt).toBe(1_900_000_000);
+    });
+
+    it('touchKeys only moves last_used_at forward and ignores missing keys', async () => {
+      await h.store.createAccount(anAccount());
+      const key = aKey();
+      await h.store.createKey(key);
+      await h.store.touchKeys([
+        { id: key.id, lastUsedAt: 1_800_000_100 },
+        { id: 'nosuchkey000', lastUsedAt: 5 },
+      ]);
+      expect((await h.store.getKey(key.id))?.lastUsedAt).toBe(1_800_000_100);
+      await h.store.touchKeys([{ id: key.id, lastUsedAt: 1_800_000_050 }]);
+      expect((await h.store.getKey(key.id))?.lastUsedAt).toBe(1_800_000_100);
+      expect(await h.store.getKey('nosuchkey000')).toBeNull();
+      // Last use is not a change of the key: it does not disturb compare-and-set.
+      expect((await h.store.getKey(key.id))?.generation).toBe(1);
     });
 
     it('answers ping while healthy', async () => {
