@@ -15,9 +15,10 @@ const aggregator = await startMockAggregator(Number(upstreamUrl.port || 80), ups
 
 const store = await openStore(config.store, { requireConnection: true });
 const app = createApp({ config, store });
+const DEMO = { kind: 'cli', user: 'npm-run-demo' } as const;
 
 try {
-  await app.keys.createAccount({
+  await app.keys.createAccount(DEMO, {
     name: 'demo',
     role: 'reader',
     description: 'created by npm run demo',
@@ -25,7 +26,7 @@ try {
 } catch (err) {
   if (!(err instanceof KeygateError && err.code === 'conflict')) throw err;
 }
-const issued = await app.keys.createKey('demo', {
+const issued = await app.keys.createKey(DEMO, 'demo', {
   description: `npm run demo, ${new Date().toISOString()}`,
   expiresAt: Math.floor(Date.now() / 1000) + 86_400,
 });

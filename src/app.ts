@@ -9,13 +9,16 @@ import { RequestHeaderBuilder, trustedProxyList } from './forward/request-header
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
 import { WorkerArgon2Hasher } from './keys/argon2-workers.js';
 import type { Hasher } from './keys/hasher.js';
-import { KeyService } from './keys/key-service.js';
+import { type AuditEntry, KeyService } from './keys/key-service.js';
+import { LastUsedRecorder } from './keys/last-used.js';
 import { KeyVerifier } from './keys/verifier.js';
 import { VerifyPool } from './keys/verify-pool.js';
 import { createRequestHandler } from './pipeline/handle-request.js';
 import { RouteTable } from './policy/route-table.js';
 import { type Clock, systemClock } from './shared/clock.js';
+import type { Invalidation } from './store/invalidation-bus.js';
 import type { KeyStore } from './store/key-store.js';
+import { createInvalidationBus } from './store/open-store.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
 
 export interface AppDeps {
@@ -26,12 +29,15 @@ export interface AppDeps {
   upstream?: UpstreamClient;
   /** Where log lines go (tests capture them); stdout by default. Ignored when `logger` is given. */
   logDestination?: DestinationStream;
+  /** How often key last-use marks are written (tests shorten it). */
+  lastUsedFlushMs?: number;
   /** A logger already in use (serve logs start-up before the app exists: one stream, in order). */
   logger?: Logger;
 }
 
 export interface App {
   readonly server: Server;
+  readonly lastUsed: LastUsedRecorder;
   readonly verifier: KeyVerifier;
   readonly pool: VerifyPool;
   readonly keys: KeyService;
@@ -43,6 +49,8 @@ export interface App {
 }
 
 const MAX_HEADER_BYTES = 32 * 1024;
+/** last_used_at is written at most this often per key per replica. */
+const LAST_USED_INTERVAL_SECONDS = 60;
 
 /** Writes a JSON error straight onto a socket that has left the request/response cycle. */
 function refuseOnSocket(socket: Duplex, err: KeygateError): void {
@@ -53,24 +61,73 @@ function refuseOnSocket(socket: Duplex, err: KeygateError): void {
   );
 }
 
-/** Key services without a listener: what the CLI needs to manage accounts and keys. */
+export interface KeyServicesOptions {
+  logger: Logger;
+  hasher?: Hasher | undefined;
+  /** Runs first on every invalidation, in this process (the server's verifier). */
+  onInvalidate?: (event: Invalidation) => void;
+}
+
+/**
+ * Key management without a listener: what the CLI needs, and what the app builds on. Every
+ * weakening write is applied locally at once and published to the other replicas.
+ */
 export function createKeyServices(
   config: Readonly<Config>,
   store: KeyStore,
   clock: Clock,
-  hasher?: Hasher,
+  options: KeyServicesOptions,
 ) {
+  const { logger } = options;
   const pool = new VerifyPool(config.keys.verifyConcurrency, config.keys.verifyQueue);
-  const h = hasher ?? new WorkerArgon2Hasher(config.keys.argon2, config.keys.verifyConcurrency);
+  const hasher =
+    options.hasher ?? new WorkerArgon2Hasher(config.keys.argon2, config.keys.verifyConcurrency);
+  const bus = createInvalidationBus(store);
   const keys = new KeyService({
     store,
-    hasher: h,
+    hasher,
     pool,
     clock,
     prefix: config.keys.prefix,
     roles: config.roles,
+    invalidate: async (event) => {
+      options.onInvalidate?.(event);
+      try {
+        await bus.publish(event);
+      } catch (err) {
+        // The write itself succeeded; other replicas fall back to the cache TTL.
+        logger.error(
+          { err: String(err), event },
+          `could not publish a cache invalidation; other replicas may accept the old state for up to keys.cacheTtl`,
+        );
+      }
+    },
+    audit: (entry) => logger.info({ type: 'audit', ...auditFields(entry) }, 'audit'),
   });
-  return { pool, hasher: h, keys };
+  return {
+    pool,
+    hasher,
+    keys,
+    bus,
+    async close() {
+      await bus.close();
+      await hasher.close?.();
+    },
+  };
+}
+
+function auditFields(entry: AuditEntry) {
+  const actor =
+    entry.actor.kind === 'key'
+      ? { actor: entry.actor.account, actor_key_id: entry.actor.keyId }
+      : { actor: `cli:${entry.actor.user}` };
+  return {
+    ...actor,
+    action: entry.action,
+    target: entry.target,
+    result: entry.result,
+    error: entry.error,
+  };
 }
 
 /** The composition root: every long-lived object is built here, once, and passed in. */
@@ -78,7 +135,13 @@ export function createApp(deps: AppDeps): App {
   const { config, store } = deps;
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
-  const { pool, hasher, keys } = createKeyServices(config, store, clock, deps.hasher);
+  const services = createKeyServices(config, store, clock, {
+    logger,
+    hasher: deps.hasher,
+    // Bound late: the verifier is built from the services' pool and hasher just below.
+    onInvalidate: (event) => verifier.apply(event),
+  });
+  const { pool, hasher, keys } = services;
   const verifier = new KeyVerifier({
     store,
     hasher,
@@ -90,6 +153,24 @@ export function createApp(deps: AppDeps): App {
     negativeTtlMs: config.keys.negativeCacheTtl,
     maxEntries: config.keys.cacheMaxEntries,
   });
+  void services.bus.subscribe(
+    (event) => verifier.apply(event),
+    () => {
+      verifier.clear();
+      logger.warn(
+        'invalidation channel reconnected: verified-key cache cleared, keys are checked afresh',
+      );
+    },
+  );
+  const lastUsed = new LastUsedRecorder({
+    store,
+    clock,
+    intervalSeconds: LAST_USED_INTERVAL_SECONDS,
+    flushMs: deps.lastUsedFlushMs ?? 5000,
+    onError: (err) =>
+      logger.warn({ err: String(err) }, 'could not record key last-use times; will retry'),
+  });
+  lastUsed.start();
   const upstream =
     deps.upstream ??
     new UndiciUpstreamClient({
@@ -112,6 +193,8 @@ export function createApp(deps: AppDeps): App {
     upstreamBasePath: upstreamUrl.pathname === '/' ? '' : upstreamUrl.pathname.replace(/\/$/, ''),
     stripPrefix: config.upstream.stripPrefix,
     keyPrefix: config.keys.prefix,
+    keys,
+    lastUsed,
   });
 
   const server = createServer(
@@ -157,6 +240,7 @@ export function createApp(deps: AppDeps): App {
     keys,
     logger,
     store,
+    lastUsed,
     listen(port = config.listen.port, host = config.listen.host) {
       return new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -173,8 +257,9 @@ export function createApp(deps: AppDeps): App {
           server.closeIdleConnections();
         });
         await upstream.close();
+        await lastUsed.close();
+        await services.close();
         await store.close();
-        await hasher.close?.();
         await new Promise<void>((resolve) => logger.flush(() => resolve()));
       })();
       return closing;

@@ -1,27 +1,39 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
+import { pino } from 'pino';
 import { createKeyServices } from './app.js';
 import { parseDurationMs } from './config/duration.js';
 import { ConfigError, loadConfig, resolveConfigPath } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { KeygateError } from './errors.js';
+import type { Actor, IssuedKey, KeyService, KeyView } from './keys/key-service.js';
 import { serve } from './serve.js';
 import { systemClock } from './shared/clock.js';
 import { StoreLockedError } from './store/file-key-store.js';
-import type { KeyStore } from './store/key-store.js';
 import { openStore } from './store/open-store.js';
+import { createLogger } from './telemetry/logger.js';
 
 const USAGE = `usage: keygate <command> [options]
 
-  serve                                   run the proxy
-  config check [FILE]                     validate a config file and exit
+  serve                                        run the proxy
+  config check [FILE]                          validate a config file and exit
   accounts create NAME --role ROLE [--description TEXT]
+  accounts list
+  accounts show NAME                           the account and its keys
+  accounts update NAME [--role ROLE] [--description TEXT] [--disable | --enable]
+  accounts delete NAME                         deletes the account and all its keys
   keys create ACCOUNT [--description TEXT] [--expires-in 90d | --expires-at TIME] [--scopes a,b]
-  version                                 print the version
+  keys list ACCOUNT
+  keys revoke ACCOUNT KEY_ID
+  keys rotate ACCOUNT KEY_ID [--grace 24h]     new key now, old key works until the grace ends
+  version                                      print the version
 
-Every command takes --config FILE (default: $KEYGATE_CONFIG or config/keygate.yaml)
-and honours the KEYGATE_* environment overrides. Exit codes: 0 ok, 1 failure, 2 bad usage or config.`;
+Every command takes --config FILE (default: $KEYGATE_CONFIG or config/keygate.yaml) and honours
+the KEYGATE_* environment overrides. --json prints JSON for scripts. "keys create" and "keys rotate"
+print the key alone on stdout and everything else on stderr.
+Exit codes: 0 ok, 1 failure, 2 bad usage or config.`;
 
 class UsageError extends Error {}
 
@@ -32,18 +44,28 @@ const OPTIONS = {
   'expires-in': { type: 'string' },
   'expires-at': { type: 'string' },
   scopes: { type: 'string' },
+  grace: { type: 'string' },
+  disable: { type: 'boolean' },
+  enable: { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+type Values = Partial<Record<keyof typeof OPTIONS, string | boolean>>;
+
 export async function main(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>;
+  let values: Values;
+  let positionals: string[];
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      options: OPTIONS,
+      allowPositionals: true,
+      strict: true,
+    }));
   } catch (err) {
     return usage((err as Error).message);
   }
-  const { values, positionals } = parsed;
   const [command, sub, ...rest] = positionals;
   if (values.help || command === undefined || command === 'help') {
     console.log(USAGE);
@@ -55,17 +77,18 @@ export async function main(argv: string[]): Promise<number> {
         console.log(version());
         return 0;
       case 'serve':
-        await serve(config(values.config), resolveConfigPath({ file: values.config }));
+        await serve(
+          loadConfig({ file: str(values.config) }),
+          resolveConfigPath({ file: str(values.config) }),
+        );
         return -1; // keeps running until a signal
       case 'config':
         if (sub !== 'check') throw new UsageError(`unknown config command "${sub ?? ''}"`);
-        return configCheck(rest[0] ?? values.config);
+        return configCheck(rest[0] ?? str(values.config));
       case 'accounts':
-        if (sub !== 'create') throw new UsageError(`unknown accounts command "${sub ?? ''}"`);
-        return await accountsCreate(rest, values);
+        return await withKeys(values, (keys, actor) => accounts(sub, rest, values, keys, actor));
       case 'keys':
-        if (sub !== 'create') throw new UsageError(`unknown keys command "${sub ?? ''}"`);
-        return await keysCreate(rest, values);
+        return await withKeys(values, (keys, actor) => keysCommand(sub, rest, values, keys, actor));
       default:
         throw new UsageError(`unknown command "${command}"`);
     }
@@ -74,8 +97,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-function config(file: string | undefined): Readonly<Config> {
-  return loadConfig({ file });
+function str(value: string | boolean | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
 }
 
 function configCheck(file: string | undefined): number {
@@ -87,88 +110,240 @@ function configCheck(file: string | undefined): number {
   return 0;
 }
 
-type Values = Partial<Record<keyof typeof OPTIONS, string | boolean>>;
-
-async function withServices<T>(
+/** Opens the configured store, runs one management command through the service layer, closes. */
+async function withKeys(
   values: Values,
-  run: (services: ReturnType<typeof createKeyServices>, store: KeyStore) => Promise<T>,
-): Promise<T> {
-  const loaded = config(values.config as string | undefined);
-  const store = await openStore(loaded.store, { requireConnection: true });
-  const services = createKeyServices(loaded, store, systemClock);
+  run: (keys: KeyService, actor: Actor) => Promise<number>,
+): Promise<number> {
+  const config: Readonly<Config> = loadConfig({ file: str(values.config) });
+  // Audit lines go to stderr, synchronously: stdout stays clean for keys and --json output.
+  const logger = createLogger(config.log.level, pino.destination({ dest: 2, sync: true }));
+  const store = await openStore(config.store, { requireConnection: true });
+  const services = createKeyServices(config, store, systemClock, { logger });
   try {
-    return await run(services, store);
+    return await run(services.keys, { kind: 'cli', user: cliUser() });
   } finally {
+    await services.close();
     await store.close();
-    await services.hasher.close?.();
   }
 }
 
-async function accountsCreate(args: string[], values: Values): Promise<number> {
-  const [name, ...extra] = args;
-  if (name === undefined || extra.length > 0)
-    throw new UsageError('accounts create needs exactly one NAME');
-  if (typeof values.role !== 'string') throw new UsageError('accounts create needs --role ROLE');
-  const role = values.role;
-  const account = await withServices(values, ({ keys }) =>
-    keys.createAccount({ name, role, description: values.description as string | undefined }),
-  );
-  if (values.json) console.log(JSON.stringify(account));
-  else console.error(`created service account "${account.name}" with role ${account.role}`);
-  return 0;
+function cliUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? 'unknown');
+  }
 }
 
-async function keysCreate(args: string[], values: Values): Promise<number> {
-  const [account, ...extra] = args;
-  if (account === undefined || extra.length > 0)
-    throw new UsageError('keys create needs exactly one ACCOUNT');
-  const expiresAt = parseExpiry(values);
-  const scopes =
-    typeof values.scopes === 'string'
-      ? values.scopes
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean)
-      : undefined;
-  const issued = await withServices(values, ({ keys }) =>
-    keys.createKey(account, {
-      description:
-        (values.description as string | undefined) ??
-        `created by keygate CLI on ${new Date().toISOString().slice(0, 10)}`,
-      expiresAt,
-      scopes,
-    }),
-  );
-  // The key alone on stdout, so `KEY=$(keygate keys create ci)` works; everything else on stderr.
+function need(args: string[], count: number, what: string): string[] {
+  if (args.length !== count) throw new UsageError(`expected ${what}`);
+  return args;
+}
+
+async function accounts(
+  sub: string | undefined,
+  args: string[],
+  values: Values,
+  keys: KeyService,
+  actor: Actor,
+) {
+  switch (sub) {
+    case 'create': {
+      const [name] = need(args, 1, 'accounts create NAME --role ROLE') as [string];
+      const role = str(values.role);
+      if (role === undefined) throw new UsageError('accounts create needs --role ROLE');
+      const account = await keys.createAccount(actor, {
+        name,
+        role,
+        description: str(values.description),
+      });
+      if (values.json) console.log(JSON.stringify(account));
+      else console.error(`created service account "${account.name}" with role ${account.role}`);
+      return 0;
+    }
+    case 'list': {
+      need(args, 0, 'accounts list');
+      const items = await keys.listAccounts(actor);
+      if (values.json) console.log(JSON.stringify({ items }));
+      else
+        table(
+          ['NAME', 'ROLE', 'DISABLED', 'CREATED', 'DESCRIPTION'],
+          items.map((a) => [
+            a.name,
+            a.role,
+            a.disabled ? 'yes' : 'no',
+            time(a.created_at),
+            a.description,
+          ]),
+        );
+      return 0;
+    }
+    case 'show': {
+      const [name] = need(args, 1, 'accounts show NAME') as [string];
+      const account = await keys.getAccount(actor, name);
+      if (values.json) {
+        console.log(JSON.stringify(account));
+        return 0;
+      }
+      console.log(
+        `name: ${account.name}\nrole: ${account.role}\ndisabled: ${account.disabled ? 'yes' : 'no'}\n` +
+          `description: ${account.description}\ncreated: ${time(account.created_at)}\nupdated: ${time(account.updated_at)}\n`,
+      );
+      keyTable(account.keys);
+      return 0;
+    }
+    case 'update': {
+      const [name] = need(
+        args,
+        1,
+        'accounts update NAME [--role R] [--description D] [--disable|--enable]',
+      ) as [string];
+      if (values.disable && values.enable) throw new UsageError('use either --disable or --enable');
+      const change = {
+        role: str(values.role),
+        description: str(values.description),
+        disabled: values.disable ? true : values.enable ? false : undefined,
+      };
+      if (Object.values(change).every((v) => v === undefined)) {
+        throw new UsageError('accounts update needs --role, --description, --disable or --enable');
+      }
+      const account = await keys.updateAccount(actor, name, change);
+      if (values.json) console.log(JSON.stringify(account));
+      else
+        console.error(
+          `updated service account "${account.name}": role ${account.role}, ${account.disabled ? 'disabled' : 'enabled'}`,
+        );
+      return 0;
+    }
+    case 'delete': {
+      const [name] = need(args, 1, 'accounts delete NAME') as [string];
+      await keys.deleteAccount(actor, name);
+      console.error(`deleted service account "${name}" and all its keys`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown accounts command "${sub ?? ''}"`);
+  }
+}
+
+async function keysCommand(
+  sub: string | undefined,
+  args: string[],
+  values: Values,
+  keys: KeyService,
+  actor: Actor,
+) {
+  switch (sub) {
+    case 'create': {
+      const [account] = need(args, 1, 'keys create ACCOUNT') as [string];
+      const scopes = str(values.scopes)
+        ?.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      const issued = await keys.createKey(actor, account, {
+        description:
+          str(values.description) ??
+          `created by keygate CLI on ${new Date().toISOString().slice(0, 10)}`,
+        expiresAt: parseExpiry(values),
+        scopes,
+      });
+      printIssued(issued, values, 'created');
+      return 0;
+    }
+    case 'list': {
+      const [account] = need(args, 1, 'keys list ACCOUNT') as [string];
+      const items = await keys.listKeys(actor, account);
+      if (values.json) console.log(JSON.stringify({ items }));
+      else keyTable(items);
+      return 0;
+    }
+    case 'revoke': {
+      const [account, id] = need(args, 2, 'keys revoke ACCOUNT KEY_ID') as [string, string];
+      await keys.revokeKey(actor, account, id);
+      console.error(`revoked key ${id} of "${account}"`);
+      return 0;
+    }
+    case 'rotate': {
+      const [account, id] = need(args, 2, 'keys rotate ACCOUNT KEY_ID [--grace 24h]') as [
+        string,
+        string,
+      ];
+      let grace: number | undefined;
+      const graceText = str(values.grace);
+      if (graceText !== undefined) {
+        const ms = parseDurationMs(graceText);
+        if (ms === undefined)
+          throw new UsageError(`--grace: expected a duration such as 24h or 0, got "${graceText}"`);
+        grace = Math.round(ms / 1000);
+      }
+      const issued = await keys.rotateKey(actor, account, id, grace);
+      printIssued(issued, values, `rotated ${id} into`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown keys command "${sub ?? ''}"`);
+  }
+}
+
+/** The key alone on stdout, so `KEY=$(keygate keys create ci)` works; the rest on stderr. */
+function printIssued(issued: IssuedKey, values: Values, verb: string): void {
   console.log(issued.key);
   const { key: _key, ...metadata } = issued;
   console.error(
     values.json
       ? JSON.stringify(metadata)
-      : `created key ${issued.id} for "${issued.account}" (expires ${issued.expires_at === 0 ? 'never' : new Date(issued.expires_at * 1000).toISOString()}); it is shown only once`,
+      : `${verb} key ${issued.id} for "${issued.account}" (expires ${issued.expires_at === 0 ? 'never' : time(issued.expires_at)}); it is shown only once`,
   );
-  return 0;
+}
+
+function keyTable(items: KeyView[]): void {
+  table(
+    ['ID', 'STATUS', 'DESCRIPTION', 'SCOPES', 'CREATED', 'EXPIRES', 'LAST USED'],
+    items.map((k) => [
+      k.id,
+      k.status === 'rotating' ? `rotating → ${k.replaced_by}` : k.status,
+      k.description,
+      k.scopes?.join(',') ?? '(role)',
+      time(k.created_at),
+      k.expires_at === 0 ? 'never' : time(k.expires_at),
+      k.last_used_at === 0 ? 'never' : time(k.last_used_at),
+    ]),
+  );
+}
+
+function table(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  for (const row of [header, ...rows]) {
+    console.log(
+      row
+        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    );
+  }
+}
+
+function time(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
 }
 
 function parseExpiry(values: Values): number | undefined {
-  const expiresIn = values['expires-in'];
-  const expiresAtRaw = values['expires-at'];
-  if (typeof expiresIn === 'string' && typeof expiresAtRaw === 'string') {
+  const expiresIn = str(values['expires-in']);
+  const expiresAt = str(values['expires-at']);
+  if (expiresIn !== undefined && expiresAt !== undefined)
     throw new UsageError('use either --expires-in or --expires-at');
-  }
-  if (typeof expiresIn === 'string') {
+  if (expiresIn !== undefined) {
     const ms = parseDurationMs(expiresIn);
     if (ms === undefined || ms <= 0)
       throw new UsageError(`--expires-in: expected a duration such as 90d, got "${expiresIn}"`);
     return Math.floor((systemClock.now() + ms) / 1000);
   }
-  if (typeof expiresAtRaw === 'string') {
-    if (/^\d+$/.test(expiresAtRaw)) return Number(expiresAtRaw);
-    const ms = Date.parse(expiresAtRaw);
+  if (expiresAt !== undefined) {
+    if (/^\d+$/.test(expiresAt)) return Number(expiresAt);
+    const ms = Date.parse(expiresAt);
     if (Number.isNaN(ms))
-      throw new UsageError(
-        `--expires-at: expected RFC 3339 or Unix seconds, got "${expiresAtRaw}"`,
-      );
+      throw new UsageError(`--expires-at: expected RFC 3339 or Unix seconds, got "${expiresAt}"`);
     return Math.floor(ms / 1000);
   }
   return undefined;

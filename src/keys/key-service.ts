@@ -1,5 +1,6 @@
 import { KeygateError } from '../errors.js';
 import type { Clock } from '../shared/clock.js';
+import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
 import type { Hasher } from './hasher.js';
 import { generateKey } from './key-format.js';
@@ -7,18 +8,58 @@ import type { VerifyPool } from './verify-pool.js';
 
 export const ACCOUNT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 export const MAX_DESCRIPTION = 200;
+export const DEFAULT_GRACE_SECONDS = 86_400;
+/** A rotation grace longer than this is almost certainly a unit mistake. */
+export const MAX_GRACE_SECONDS = 90 * 86_400;
 
-export interface CreateAccountInput {
-  name: string;
-  role: string;
-  description?: string | undefined;
+/** What both the key service and the verifier are built from. */
+export interface KeyDeps {
+  store: KeyStore;
+  hasher: Hasher;
+  pool: VerifyPool;
+  clock: Clock;
+  prefix: string;
+  roles: Readonly<Record<string, readonly string[]>>;
 }
 
-export interface CreateKeyInput {
+/** Who asked: an admin key over HTTP, or an operator at the CLI. */
+export type Actor = { kind: 'key'; account: string; keyId: string } | { kind: 'cli'; user: string };
+
+export interface AuditEntry {
+  actor: Actor;
+  action: string;
+  target: string;
+  result: 'ok' | 'error';
+  error?: string;
+}
+
+export interface KeyServiceDeps extends KeyDeps {
+  /** Drops cached verdicts here and on every replica. */
+  invalidate(event: Invalidation): Promise<void>;
+  audit(entry: AuditEntry): void;
+}
+
+export interface AccountView {
+  name: string;
+  role: string;
   description: string;
-  /** Unix seconds; 0 or absent = never. */
-  expiresAt?: number | undefined;
-  scopes?: readonly string[] | undefined;
+  disabled: boolean;
+  created_at: number;
+  updated_at: number;
+}
+
+export type KeyStatus = 'active' | 'rotating' | 'expired' | 'revoked';
+
+export interface KeyView {
+  id: string;
+  description: string;
+  scopes: readonly string[] | null;
+  created_at: number;
+  expires_at: number;
+  last_used_at: number;
+  revoked_at: number;
+  replaced_by: string;
+  status: KeyStatus;
 }
 
 /** The only time the key itself exists outside the caller's hands. */
@@ -32,81 +73,188 @@ export interface IssuedKey {
   expires_at: number;
 }
 
-/** What both the key service and the verifier are built from. */
-export interface KeyDeps {
-  store: KeyStore;
-  hasher: Hasher;
-  pool: VerifyPool;
-  clock: Clock;
-  prefix: string;
-  roles: Readonly<Record<string, readonly string[]>>;
+export interface CreateAccountInput {
+  name: string;
+  role: string;
+  description?: string | undefined;
+}
+
+export interface UpdateAccountInput {
+  role?: string | undefined;
+  description?: string | undefined;
+  disabled?: boolean | undefined;
+}
+
+export interface CreateKeyInput {
+  description: string;
+  /** Unix seconds; 0 or absent = never. */
+  expiresAt?: number | undefined;
+  scopes?: readonly string[] | undefined;
 }
 
 /**
- * Accounts and keys: validation and the writes behind them, shared by the CLI and (next) the
- * admin API so both produce the same store state.
+ * Accounts and keys: validation, the writes behind them, invalidation of cached verdicts and
+ * the audit trail. Shared by the admin API and the CLI, so both produce the same store state.
  */
 export class KeyService {
-  constructor(private readonly options: KeyDeps) {}
+  constructor(private readonly deps: KeyServiceDeps) {}
 
-  async createAccount(input: CreateAccountInput): Promise<AccountRecord> {
-    if (!ACCOUNT_NAME.test(input.name)) {
-      throw new KeygateError(
-        'bad_request',
-        'name: expected 1-63 lower-case letters, digits or "-", starting with a letter or digit',
-      );
-    }
-    if (!Object.hasOwn(this.options.roles, input.role)) {
-      throw new KeygateError(
-        'bad_request',
-        `role: unknown role "${input.role}" (configured: ${Object.keys(this.options.roles).join(', ')})`,
-      );
-    }
-    const description = checkDescription(input.description ?? '', false);
-    const now = this.nowSeconds();
-    const account: AccountRecord = {
-      name: input.name,
-      role: input.role,
-      description,
-      disabled: false,
-      createdAt: now,
-      updatedAt: now,
-    };
-    await this.options.store.createAccount(account);
-    return account;
+  createAccount(actor: Actor, input: CreateAccountInput): Promise<AccountView> {
+    return this.audited(actor, 'account.create', input.name, async () => {
+      checkName(input.name);
+      this.checkRole(input.role);
+      const now = this.now();
+      const account: AccountRecord = {
+        name: input.name,
+        role: input.role,
+        description: checkDescription(input.description ?? '', false),
+        disabled: false,
+        createdAt: now,
+        updatedAt: now,
+      };
+      await this.deps.store.createAccount(account);
+      return accountView(account);
+    });
   }
 
-  async createKey(accountName: string, input: CreateKeyInput): Promise<IssuedKey> {
-    const { store, hasher, pool, prefix, roles } = this.options;
-    const description = checkDescription(input.description, true);
-    const now = this.nowSeconds();
-    const expiresAt = input.expiresAt ?? 0;
-    if (!Number.isInteger(expiresAt) || expiresAt < 0) {
-      throw new KeygateError('bad_request', 'expires_at: expected Unix seconds (0 = never)');
-    }
-    if (expiresAt !== 0 && expiresAt <= now) {
-      throw new KeygateError('bad_request', 'expires_at: must be in the future');
-    }
-    const account = await store.getAccount(accountName);
-    if (account === null) {
-      throw new KeygateError('not_found', `service account "${accountName}" does not exist`);
-    }
-    const scopes = input.scopes === undefined ? null : [...new Set(input.scopes)];
-    if (scopes !== null) {
-      const allowed = roles[account.role] ?? [];
-      const extra = scopes.filter((s) => !allowed.includes(s));
-      if (extra.length > 0) {
+  listAccounts(actor: Actor): Promise<AccountView[]> {
+    return this.audited(actor, 'account.list', '*', async () =>
+      (await this.deps.store.listAccounts()).map(accountView),
+    );
+  }
+
+  getAccount(actor: Actor, name: string): Promise<AccountView & { keys: KeyView[] }> {
+    return this.audited(actor, 'account.show', name, async () => {
+      const account = await this.requireAccount(name);
+      const keys = await this.deps.store.listKeys(name);
+      return { ...accountView(account), keys: keys.map((k) => this.keyView(k)) };
+    });
+  }
+
+  updateAccount(actor: Actor, name: string, input: UpdateAccountInput): Promise<AccountView> {
+    return this.audited(actor, 'account.update', name, async () => {
+      if (input.role !== undefined) this.checkRole(input.role);
+      const description =
+        input.description === undefined ? undefined : checkDescription(input.description, false);
+      const before = await this.requireAccount(name);
+      const updated = await this.deps.store.updateAccount(name, {
+        ...(input.role !== undefined ? { role: input.role } : {}),
+        ...(description !== undefined ? { description } : {}),
+        ...(input.disabled !== undefined ? { disabled: input.disabled } : {}),
+        updatedAt: this.now(),
+      });
+      // A role change or a disable can take rights away: every replica must forget what it cached.
+      if (updated.role !== before.role || updated.disabled !== before.disabled) {
+        await this.deps.invalidate({ kind: 'account', name });
+      }
+      return accountView(updated);
+    });
+  }
+
+  deleteAccount(actor: Actor, name: string): Promise<void> {
+    return this.audited(actor, 'account.delete', name, async () => {
+      await this.deps.store.deleteAccount(name);
+      await this.deps.invalidate({ kind: 'account', name });
+    });
+  }
+
+  createKey(actor: Actor, accountName: string, input: CreateKeyInput): Promise<IssuedKey> {
+    return this.audited(actor, 'key.create', accountName, async () => {
+      const description = checkDescription(input.description, true);
+      const expiresAt = this.checkExpiry(input.expiresAt ?? 0);
+      const account = await this.requireAccount(accountName);
+      const scopes = this.checkScopes(account, input.scopes);
+      const record = await this.newKeyRecord(account.name, description, scopes, expiresAt);
+      await this.deps.store.createKey(record.record);
+      return record.issued;
+    });
+  }
+
+  listKeys(actor: Actor, accountName: string): Promise<KeyView[]> {
+    return this.audited(actor, 'key.list', accountName, async () => {
+      await this.requireAccount(accountName);
+      return (await this.deps.store.listKeys(accountName)).map((k) => this.keyView(k));
+    });
+  }
+
+  /** Idempotent: revoking a revoked key succeeds and keeps the first revocation time. */
+  revokeKey(actor: Actor, accountName: string, id: string): Promise<void> {
+    return this.audited(actor, 'key.revoke', `${accountName}/${id}`, async () => {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const key = await this.requireKey(accountName, id);
+        if (key.revokedAt > 0) break;
+        try {
+          await this.deps.store.updateKey(id, key.generation, { revokedAt: this.now() });
+          break;
+        } catch (err) {
+          // Someone else changed the key meanwhile (a last-use touch does not count): read again.
+          if (!(err instanceof KeygateError && err.code === 'conflict') || attempt === 4) throw err;
+        }
+      }
+      await this.deps.invalidate({ kind: 'key', id });
+    });
+  }
+
+  /**
+   * Issues a replacement with the same description and scopes, and lets the old key live on
+   * for `graceSeconds` (never past its own expiry). One rotation per key: a concurrent or
+   * repeated rotation of the same key gets 409 instead of a second replacement.
+   */
+  rotateKey(
+    actor: Actor,
+    accountName: string,
+    id: string,
+    graceSeconds = DEFAULT_GRACE_SECONDS,
+  ): Promise<IssuedKey> {
+    return this.audited(actor, 'key.rotate', `${accountName}/${id}`, async () => {
+      if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
         throw new KeygateError(
           'bad_request',
-          `scopes: ${extra.join(', ')} not granted by role "${account.role}" (${allowed.join(', ')})`,
+          `grace_seconds: expected an integer from 0 to ${MAX_GRACE_SECONDS}`,
         );
       }
-    }
+      const account = await this.requireAccount(accountName);
+      const old = await this.requireKey(accountName, id);
+      const now = this.now();
+      const status = keyStatus(old, now);
+      if (status === 'revoked' || status === 'expired') {
+        throw new KeygateError('conflict', `key ${id} is ${status}; create a new key instead`);
+      }
+      if (status === 'rotating') {
+        throw new KeygateError(
+          'conflict',
+          `key ${id} has already been rotated; rotate its replacement instead`,
+        );
+      }
+      const scopes = old.scopes === null ? null : this.checkScopes(account, old.scopes);
+      const { record, issued } = await this.newKeyRecord(
+        account.name,
+        old.description,
+        scopes,
+        old.expiresAt,
+      );
+      const graceEnd = now + graceSeconds;
+      const oldExpiresAt = old.expiresAt > 0 ? Math.min(old.expiresAt, graceEnd) : graceEnd;
+      await this.deps.store.rotateKey(id, old.generation, record, oldExpiresAt);
+      // The old key's expiry moved closer: cached verdicts must pick that up.
+      await this.deps.invalidate({ kind: 'key', id });
+      return issued;
+    });
+  }
+
+  private async newKeyRecord(
+    account: string,
+    description: string,
+    scopes: readonly string[] | null,
+    expiresAt: number,
+  ): Promise<{ record: KeyRecord; issued: IssuedKey }> {
+    const { hasher, pool, prefix } = this.deps;
     const generated = generateKey(prefix);
     const hash = await pool.run(() => hasher.hash(generated.full));
+    const now = this.now();
     const record: KeyRecord = {
       id: generated.id,
-      account: account.name,
+      account,
       hash,
       description,
       scopes,
@@ -117,20 +265,139 @@ export class KeyService {
       replacedBy: '',
       generation: 1,
     };
-    await store.createKey(record);
-    return {
+    const issued: IssuedKey = {
       id: record.id,
       key: generated.full,
-      account: account.name,
+      account,
       description,
       scopes,
       created_at: now,
       expires_at: expiresAt,
     };
+    return { record, issued };
   }
 
-  private nowSeconds(): number {
-    return Math.floor(this.options.clock.now() / 1000);
+  private async audited<T>(
+    actor: Actor,
+    action: string,
+    target: string,
+    run: () => Promise<T>,
+  ): Promise<T> {
+    try {
+      const result = await run();
+      this.deps.audit({ actor, action, target, result: 'ok' });
+      return result;
+    } catch (err) {
+      this.deps.audit({
+        actor,
+        action,
+        target,
+        result: 'error',
+        error: err instanceof KeygateError ? err.code : 'internal_error',
+      });
+      throw err;
+    }
+  }
+
+  private async requireAccount(name: string): Promise<AccountRecord> {
+    const account = ACCOUNT_NAME.test(name) ? await this.deps.store.getAccount(name) : null;
+    if (account === null)
+      throw new KeygateError('not_found', `service account "${name}" does not exist`);
+    return account;
+  }
+
+  private async requireKey(accountName: string, id: string): Promise<KeyRecord> {
+    await this.requireAccount(accountName);
+    const key = /^[0-9A-Za-z]{12}$/.test(id) ? await this.deps.store.getKey(id) : null;
+    // A key of another account is reported exactly like a missing one.
+    if (key === null || key.account !== accountName) {
+      throw new KeygateError(
+        'not_found',
+        `key ${id} does not exist for service account "${accountName}"`,
+      );
+    }
+    return key;
+  }
+
+  private checkRole(role: string): void {
+    if (!Object.hasOwn(this.deps.roles, role)) {
+      throw new KeygateError(
+        'bad_request',
+        `role: unknown role "${role}" (configured: ${Object.keys(this.deps.roles).join(', ')})`,
+      );
+    }
+  }
+
+  private checkExpiry(expiresAt: number): number {
+    if (!Number.isInteger(expiresAt) || expiresAt < 0) {
+      throw new KeygateError('bad_request', 'expires_at: expected Unix seconds (0 = never)');
+    }
+    if (expiresAt !== 0 && expiresAt <= this.now()) {
+      throw new KeygateError('bad_request', 'expires_at: must be in the future');
+    }
+    return expiresAt;
+  }
+
+  private checkScopes(
+    account: AccountRecord,
+    scopes: readonly string[] | undefined,
+  ): string[] | null {
+    if (scopes === undefined) return null;
+    const allowed = this.deps.roles[account.role] ?? [];
+    const unique = [...new Set(scopes)];
+    const extra = unique.filter((s) => !allowed.includes(s));
+    if (extra.length > 0) {
+      throw new KeygateError(
+        'bad_request',
+        `scopes: ${extra.join(', ')} not granted by role "${account.role}" (${allowed.join(', ') || 'no scopes'})`,
+      );
+    }
+    return unique;
+  }
+
+  private keyView(key: KeyRecord): KeyView {
+    return {
+      id: key.id,
+      description: key.description,
+      scopes: key.scopes,
+      created_at: key.createdAt,
+      expires_at: key.expiresAt,
+      last_used_at: key.lastUsedAt,
+      revoked_at: key.revokedAt,
+      replaced_by: key.replacedBy,
+      status: keyStatus(key, this.now()),
+    };
+  }
+
+  private now(): number {
+    return Math.floor(this.deps.clock.now() / 1000);
+  }
+}
+
+export function keyStatus(key: KeyRecord, nowSeconds: number): KeyStatus {
+  if (key.revokedAt > 0) return 'revoked';
+  if (key.expiresAt > 0 && key.expiresAt <= nowSeconds) return 'expired';
+  if (key.replacedBy !== '') return 'rotating';
+  return 'active';
+}
+
+function accountView(a: AccountRecord): AccountView {
+  return {
+    name: a.name,
+    role: a.role,
+    description: a.description,
+    disabled: a.disabled,
+    created_at: a.createdAt,
+    updated_at: a.updatedAt,
+  };
+}
+
+function checkName(name: string): void {
+  if (!ACCOUNT_NAME.test(name)) {
+    throw new KeygateError(
+      'bad_request',
+      'name: expected 1-63 lower-case letters, digits or "-", starting with a letter or digit',
+    );
   }
 }
 

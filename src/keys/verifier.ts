@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type ErrorCode, KeygateError } from '../errors.js';
 import { TtlCache } from '../shared/ttl-cache.js';
+import type { Invalidation } from '../store/invalidation-bus.js';
 import type { KeyRecord } from '../store/key-store.js';
 import { parseKey } from './key-format.js';
 import type { KeyDeps } from './key-service.js';
@@ -98,6 +99,11 @@ export class KeyVerifier {
     this.verified.deleteWhere((p) => p.account === account);
   }
 
+  apply(event: Invalidation): void {
+    if (event.kind === 'key') this.invalidateKey(event.id);
+    else this.invalidateAccount(event.name);
+  }
+
   clear(): void {
     this.epoch++;
     this.verified.clear();
@@ -134,7 +140,9 @@ export class KeyVerifier {
       return this.refuse(digest, 'expired_key');
 
     const account = await store.getAccount(record.account);
-    if (account === null) return this.refuse(digest, 'invalid_key');
+    // A key older than its account belongs to a deleted account of the same name: never revive it.
+    if (account === null || record.createdAt < account.createdAt)
+      return this.refuse(digest, 'invalid_key');
     if (account.disabled) throw new KeygateError('account_disabled', 'service account is disabled');
 
     const principal: Principal = {

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import { ADMIN_API_PREFIX, handleAdmin } from '../admin/admin-api.js';
 import { extractCredential } from '../credentials/extract.js';
 import { KeygateError } from '../errors.js';
 import type { RequestHeaderBuilder } from '../forward/request-headers.js';
@@ -8,6 +9,8 @@ import { responseHeaders } from '../forward/response-headers.js';
 import type { UpstreamClient } from '../forward/upstream-client.js';
 import { classifyUpstreamError, toUpstreamError } from '../forward/upstream-errors.js';
 import { containsKey } from '../keys/key-format.js';
+import type { KeyService } from '../keys/key-service.js';
+import type { LastUsedRecorder } from '../keys/last-used.js';
 import type { KeyVerifier } from '../keys/verifier.js';
 import { normaliseTarget } from '../policy/normalise-path.js';
 import type { RouteTable } from '../policy/route-table.js';
@@ -29,6 +32,8 @@ export interface PipelineDeps {
   upstreamBasePath: string;
   stripPrefix: string | undefined;
   keyPrefix: string;
+  keys: KeyService;
+  lastUsed: LastUsedRecorder;
 }
 
 /**
@@ -50,6 +55,7 @@ export function createRequestHandler(deps: PipelineDeps) {
       ctx.credentialSource = credential.source;
       const principal = await verifier.verify(credential.key);
       ctx.principal = principal;
+      deps.lastUsed.mark(principal.keyId);
 
       const target = normaliseTarget(req.url ?? '');
       if (containsKey(req.url ?? '', deps.keyPrefix)) {
@@ -64,7 +70,12 @@ export function createRequestHandler(deps: PipelineDeps) {
         if (!principal.scopes.has('admin')) {
           throw new KeygateError('insufficient_scope', 'the keygate API needs the admin scope');
         }
-        throw new KeygateError('not_found', 'no such keygate API endpoint');
+        ctx.decision = 'allow';
+        if (target.path !== ADMIN_API_PREFIX && !target.path.startsWith(`${ADMIN_API_PREFIX}/`)) {
+          throw new KeygateError('not_found', 'no such keygate API endpoint');
+        }
+        await handleAdmin(req, res, target.path, principal, deps.keys, ctx.requestId);
+        return;
       }
       const route = routes.authorize(principal, method, target.path);
       ctx.route = route.name;

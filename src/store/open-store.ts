@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.js';
 import { FileKeyStore } from './file-key-store.js';
+import { type InvalidationBus, LocalInvalidationBus } from './invalidation-bus.js';
 import type { KeyStore } from './key-store.js';
 import { RedisKeyStore } from './redis-key-store.js';
 
@@ -30,4 +31,11 @@ export async function openStore(
     options.onConnectError?.(err);
   }
   return store;
+}
+
+/** Redis stores share invalidations over pub/sub; a file store is one process, so in-process. */
+export function createInvalidationBus(store: KeyStore): InvalidationBus {
+  return store instanceof RedisKeyStore
+    ? store.createInvalidationBus()
+    : new LocalInvalidationBus();
 }

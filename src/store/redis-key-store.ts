@@ -1,6 +1,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { KeygateError } from '../errors.js';
+import { RedisInvalidationBus } from './invalidation-bus.js';
 import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
 import { alreadyRotated, missingAccount, missingKey, staleKey } from './record-rules.js';
 
@@ -94,6 +95,25 @@ export class RedisKeyStore implements KeyStore {
       config.keyPrefix,
       describeTarget(config),
       onError,
+    );
+  }
+
+  /** Pub/sub for cache invalidations, on its own connection to the same Redis. */
+  createInvalidationBus(): RedisInvalidationBus {
+    const client = this.client;
+    // A subscriber must wait for Redis rather than fail fast: offline queue on, no command timeout.
+    const subscriberOptions = {
+      enableOfflineQueue: true,
+      lazyConnect: false,
+      commandTimeout: undefined,
+    };
+    return new RedisInvalidationBus(
+      client,
+      () =>
+        client instanceof Cluster
+          ? client.duplicate(undefined, { enableOfflineQueue: true, lazyConnect: false })
+          : client.duplicate(subscriberOptions),
+      `${this.prefix}events`,
     );
   }
 

@@ -7,9 +7,13 @@ import type { IssuedKey } from '../../src/keys/key-service.js';
 import { type Clock, systemClock } from '../../src/shared/clock.js';
 import type { KeyStore } from '../../src/store/key-store.js';
 import { openStore } from '../../src/store/open-store.js';
+import { createLogger } from '../../src/telemetry/logger.js';
 import { LogSink } from './log-sink.js';
 
 /** Routes the integration tests exercise: exact, one-segment, subtree, read/write/admin scopes. */
+/** The actor tests use when they manage keys outside the admin API. */
+export const TEST_ACTOR = { kind: 'cli', user: 'test' } as const;
+
 export const TEST_ROUTES = [
   { name: 'allocation', methods: ['GET'], path: '/model/allocation/**', scopes: ['read'] },
   { name: 'assets', methods: ['GET'], path: '/model/assets', scopes: ['read'] },
@@ -94,9 +98,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logs,
     store,
     async issue(account, role, opts = {}) {
-      if ((await store.getAccount(account)) === null)
-        await app.keys.createAccount({ name: account, role });
-      return app.keys.createKey(account, { description: `test key for ${account}`, ...opts });
+      if ((await store.getAccount(account)) === null) {
+        await app.keys.createAccount(TEST_ACTOR, { name: account, role });
+      }
+      return app.keys.createKey(TEST_ACTOR, account, {
+        description: `test key for ${account}`,
+        ...opts,
+      });
     },
     close: () => app.close(),
   };
@@ -113,13 +121,16 @@ export async function mintKey(
   description = `test key for ${account}`,
 ): Promise<IssuedKey> {
   const store = await openStore(config.store, { requireConnection: true });
-  const { keys, hasher } = createKeyServices(config, store, systemClock);
+  const services = createKeyServices(config, store, systemClock, {
+    logger: createLogger('silent'),
+  });
   try {
-    if ((await store.getAccount(account)) === null)
-      await keys.createAccount({ name: account, role });
-    return await keys.createKey(account, { description });
+    if ((await store.getAccount(account)) === null) {
+      await services.keys.createAccount(TEST_ACTOR, { name: account, role });
+    }
+    return await services.keys.createKey(TEST_ACTOR, account, { description });
   } finally {
+    await services.close();
     await store.close();
-    await hasher.close?.();
   }
 }

@@ -76,7 +76,15 @@ describe('keygate CLI on the file store', () => {
       configPath,
     ]);
     expect(created.code, created.stderr).toBe(0);
-    const meta = JSON.parse(created.stderr) as Record<string, unknown>;
+    const lines = created.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const meta = lines.find((l) => l.type === undefined) as Record<string, unknown>;
+    // Beside it, the audit line: the CLI's actor, the action, never the key.
+    const audit = lines.find((l) => l.type === 'audit');
+    expect(audit).toMatchObject({ action: 'key.create', target: 'ci-reports', result: 'ok' });
+    expect(audit?.actor).toMatch(/^cli:/);
     expect(meta).toMatchObject({ account: 'ci-reports', scopes: ['read'], expires_at: 0 });
     expect(meta.key).toBeUndefined();
     expect(created.stderr).not.toContain(created.stdout.trim());

@@ -8,6 +8,7 @@ import { MemoryKeyStore } from '../../../src/store/memory-key-store.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 import { FastHasher } from '../../helpers/fast-hasher.js';
 
+const ACTOR = { kind: 'cli', user: 'test' } as const;
 const ROLES = { admin: ['read', 'write', 'admin'], member: ['read', 'write'], reader: ['read'] };
 
 let store: MemoryKeyStore;
@@ -35,8 +36,17 @@ beforeEach(async () => {
     maxEntries: 100,
     observer: { cacheEvent: (e) => events.push(e), verifyDuration: () => {} },
   });
-  service = new KeyService({ store, hasher, pool, clock, prefix: 'kg', roles: ROLES });
-  await service.createAccount({ name: 'ci', role: 'member' });
+  service = new KeyService({
+    store,
+    hasher,
+    pool,
+    clock,
+    prefix: 'kg',
+    roles: ROLES,
+    invalidate: async (event) => verifier.apply(event),
+    audit: () => {},
+  });
+  await service.createAccount(ACTOR, { name: 'ci', role: 'member' });
 });
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
@@ -51,7 +61,7 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 
 describe('KeyVerifier', () => {
   it('verifies once, then serves from the cache without store or argon2', async () => {
-    const { key, id } = await service.createKey('ci', { description: 'd' });
+    const { key, id } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     const principal = await verifier.verify(key);
     expect(principal).toMatchObject({ keyId: id, account: 'ci', role: 'member' });
     expect([...principal.scopes]).toEqual(['read', 'write']);
@@ -78,7 +88,7 @@ describe('KeyVerifier', () => {
   });
 
   it('a wrong secret costs one argon2, then is remembered for the negative TTL', async () => {
-    const { id } = await service.createKey('ci', { description: 'd' });
+    const { id } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     const other = generateKey('kg');
     // Re-key the stored record to the other key's id so the presented key has a real id.
     const record = store.keys.get(id)!;
@@ -92,7 +102,7 @@ describe('KeyVerifier', () => {
   });
 
   it('concurrent misses for the same key share one verification (single flight)', async () => {
-    const { key } = await service.createKey('ci', { description: 'd' });
+    const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     let open!: () => void;
     hasher.gate = new Promise((r) => {
       open = r;
@@ -107,7 +117,7 @@ describe('KeyVerifier', () => {
   });
 
   it('expiry: refused after expires_at, even from the cache', async () => {
-    const { key } = await service.createKey('ci', {
+    const { key } = await service.createKey(ACTOR, 'ci', {
       description: 'd',
       expiresAt: clock.seconds + 60,
     });
@@ -119,7 +129,7 @@ describe('KeyVerifier', () => {
   });
 
   it('the cache TTL is bounded: a store change is seen after cacheTtl at the latest', async () => {
-    const { key, id } = await service.createKey('ci', { description: 'd' });
+    const { key, id } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     await verifier.verify(key);
     store.keys.set(id, { ...store.keys.get(id)!, revokedAt: clock.seconds });
     await expect(verifier.verify(key)).resolves.toBeDefined();
@@ -128,7 +138,7 @@ describe('KeyVerifier', () => {
   });
 
   it('invalidateKey evicts at once', async () => {
-    const { key, id } = await service.createKey('ci', { description: 'd' });
+    const { key, id } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     await verifier.verify(key);
     store.keys.set(id, { ...store.keys.get(id)!, revokedAt: clock.seconds });
     verifier.invalidateKey(id);
@@ -136,7 +146,7 @@ describe('KeyVerifier', () => {
   });
 
   it('a fill that raced an invalidation is discarded', async () => {
-    const { key, id } = await service.createKey('ci', { description: 'd' });
+    const { key, id } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     let open!: () => void;
     hasher.gate = new Promise((r) => {
       open = r;
@@ -153,7 +163,7 @@ describe('KeyVerifier', () => {
   });
 
   it('disabled accounts and deleted accounts are refused', async () => {
-    const { key } = await service.createKey('ci', { description: 'd' });
+    const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     store.accounts.set('ci', { ...store.accounts.get('ci')!, disabled: true });
     expect(await codeOf(verifier.verify(key))).toBe('account_disabled');
     store.accounts.delete('ci');
@@ -161,7 +171,7 @@ describe('KeyVerifier', () => {
   });
 
   it('a key narrows its role, and a role downgrade narrows the key', async () => {
-    const { key } = await service.createKey('ci', { description: 'd', scopes: ['write'] });
+    const { key } = await service.createKey(ACTOR, 'ci', { description: 'd', scopes: ['write'] });
     expect([...(await verifier.verify(key)).scopes]).toEqual(['write']);
     store.accounts.set('ci', { ...store.accounts.get('ci')!, role: 'reader' });
     verifier.invalidateAccount('ci');
@@ -169,7 +179,7 @@ describe('KeyVerifier', () => {
   });
 
   it('store failure on a miss is store_unavailable, never a pass', async () => {
-    const { key } = await service.createKey('ci', { description: 'd' });
+    const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     store.down = true;
     expect(await codeOf(verifier.verify(key))).toBe('store_unavailable');
     store.down = false;
@@ -177,7 +187,7 @@ describe('KeyVerifier', () => {
   });
 
   it('a hasher failure refuses the request (internal_error), never allows it', async () => {
-    const { key } = await service.createKey('ci', { description: 'd' });
+    const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     hasher.verify = async () => {
       throw new Error('corrupt PHC string');
     };
@@ -197,7 +207,7 @@ describe('KeyVerifier', () => {
       maxEntries: 3,
     });
     const keys = await Promise.all(
-      Array.from({ length: 5 }, () => service.createKey('ci', { description: 'd' })),
+      Array.from({ length: 5 }, () => service.createKey(ACTOR, 'ci', { description: 'd' })),
     );
     for (const k of keys) await small.verify(k.key);
     const calls = hasher.verifyCalls;

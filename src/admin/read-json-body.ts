@@ -1,0 +1,59 @@
+import type { IncomingMessage } from 'node:http';
+import type { z } from 'zod';
+import { formatPath } from '../config/load.js';
+import { KeygateError } from '../errors.js';
+
+export const MAX_ADMIN_BODY_BYTES = 16 * 1024;
+
+/**
+ * Reads and validates a JSON body: 415 unless it is JSON, 413 past the limit (checked before
+ * and while reading), 400 naming the field for anything the schema refuses. An absent body
+ * counts as `{}` so optional-only bodies (rotate) may be omitted.
+ */
+export async function readJsonBody<T extends z.ZodType>(
+  req: IncomingMessage,
+  schema: T,
+): Promise<z.output<T>> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  const hasBody = req.headers['transfer-encoding'] !== undefined || declared > 0;
+  let value: unknown = {};
+  if (hasBody) {
+    const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+    if (type !== 'application/json') {
+      throw new KeygateError(
+        'unsupported_media_type',
+        'the body must be JSON (content-type: application/json)',
+      );
+    }
+    if (declared > MAX_ADMIN_BODY_BYTES) throw tooLarge();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_ADMIN_BODY_BYTES) throw tooLarge();
+      chunks.push(chunk as Buffer);
+    }
+    try {
+      value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      throw new KeygateError('bad_request', 'body: malformed JSON');
+    }
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) {
+    const problems = result.error.issues.flatMap((issue) =>
+      issue.code === 'unrecognized_keys'
+        ? issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown field`)
+        : [`${formatPath(issue.path) || 'body'}: ${issue.message}`],
+    );
+    throw new KeygateError('bad_request', problems.join('; '));
+  }
+  return result.data;
+}
+
+function tooLarge(): KeygateError {
+  return new KeygateError(
+    'payload_too_large',
+    `the body must be at most ${MAX_ADMIN_BODY_BYTES} bytes`,
+  );
+}

@@ -1,0 +1,77 @@
+import type { Clock } from '../shared/clock.js';
+import type { KeyStore } from '../store/key-store.js';
+
+export interface LastUsedOptions {
+  store: KeyStore;
+  clock: Clock;
+  /** At most one write per key per this many seconds, per replica. */
+  intervalSeconds: number;
+  /** How often pending marks are written. */
+  flushMs: number;
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * Records when keys were last used, off the request path: `mark` is a map look-up; writes are
+ * batched by a timer, at most once a minute per key per replica, and the store only ever moves
+ * last_used_at forward, so replicas flushing out of order cannot move it back.
+ */
+export class LastUsedRecorder {
+  private readonly lastMarked = new Map<string, number>();
+  private pending = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+
+  constructor(private readonly options: LastUsedOptions) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.flush(), this.options.flushMs);
+    this.timer.unref();
+  }
+
+  mark(keyId: string): void {
+    const now = Math.floor(this.options.clock.now() / 1000);
+    const last = this.lastMarked.get(keyId);
+    if (last !== undefined && now - last < this.options.intervalSeconds) return;
+    this.lastMarked.set(keyId, now);
+    this.pending.set(keyId, now);
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** Writes what is pending; failed writes are kept for the next flush. */
+  flush(): Promise<void> {
+    this.flushing ??= this.write().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  private async write(): Promise<void> {
+    const now = Math.floor(this.options.clock.now() / 1000);
+    // Forget keys not seen for an interval: the map stays as small as the set of active keys.
+    for (const [id, at] of this.lastMarked) {
+      if (now - at >= this.options.intervalSeconds && !this.pending.has(id))
+        this.lastMarked.delete(id);
+    }
+    if (this.pending.size === 0) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    try {
+      await this.options.store.touchKeys(
+        [...batch].map(([id, lastUsedAt]) => ({ id, lastUsedAt })),
+      );
+    } catch (err) {
+      for (const [id, at] of batch) if ((this.pending.get(id) ?? 0) < at) this.pending.set(id, at);
+      this.options.onError?.(err);
+    }
+  }
+}
