@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import { LastUsedRecorder } from '../../../src/keys/last-used.js';
+import { MemoryKeyStore } from '../../../src/store/memory-key-store.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
+import { aKey, anAccount } from '../../helpers/key-store-contract.js';
+
+async function setup() {
+  const store = new MemoryKeyStore();
+  await store.createAccount(anAccount());
+  const key = aKey();
+  await store.createKey(key);
+  const clock = new FakeClock();
+  const recorder = new LastUsedRecorder({ store, clock, intervalSeconds: 60, flushMs: 60_000 });
+  let touches = 0;
+  const touch = store.touchKeys.bind(store);
+  store.touchKeys = async (uses) => {
+    touches += uses.length;
+    return touch(uses);
+  };
+  return { store, key, clock, recorder, touches: () => touches };
+}
+
+describe('LastUsedRecorder', () => {
+  it('writes at most once a minute per key, in batches, off the request path', async () => {
+    const { store, key, clock, recorder, touches } = await setup();
+    for (let i = 0; i < 1000; i++) recorder.mark(key.id);
+    expect(touches()).toBe(0); // marking never writes
+    await recorder.flush();
+    expect(touches()).toBe(1);
+    expect(store.keys.get(key.id)?.lastUsedAt).toBe(clock.seconds);
+    clock.advance(59_000);
+    recorder.mark(key.id);
+    await recorder.flush();
+    expect(touches()).toBe(1);
+    clock.advance(1_000);
+    recorder.mark(key.id);
+    await recorder.flush();
+    expect(touches()).toBe(2);
+    expect(store.keys.get(key.id)?.lastUsedAt).toBe(clock.seconds);
+  });
+
+  it('keeps marks when the store is down and writes them later', async () => {
+    const { store, key, clock, recorder } = await setup();
+    recorder.mark(key.id);
+    store.down = true;
+    await recorder.flush();
+    expect(recorder.pendingCount).toBe(1);
+    store.down = false;
+    await recorder.flush();
+    expect(recorder.pendingCount).toBe(0);
+    expect(store.keys.get(key.id)?.lastUsedAt).toBe(clock.seconds);
+  });
+
+  it('close flushes what is pending', async () => {
+    const { store, key, recorder } = await setup();
+    recorder.mark(key.id);
+    await recorder.close();
+    expect(store.keys.get(key.id)?.lastUsedAt).toBeGreaterThan(0);
+  });
+});
