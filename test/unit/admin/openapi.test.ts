@@ -46,7 +46,9 @@ describe('the OpenAPI document matches the admin handler', () => {
   });
 
   it('every $ref resolves', () => {
-    const refs = [...JSON.stringify(openapi).matchAll(/"\$ref":"#\/([^"]+)"/g)].map((m) => m[1] as string);
+    const refs = [...JSON.stringify(openapi).matchAll(/"\$ref":"#\/([^"]+)"/g)].map(
+      (m) => m[1] as string,
+    );
     for (const ref of refs) {
       const path = ref.split('/');
       let node: unknown = openapi;
