@@ -25,12 +25,23 @@ export interface VerifierOptions extends KeyDeps {
 }
 
 /** Outcomes worth remembering for a while: they cannot turn into "valid" by waiting. */
-type Refusal = Extract<ErrorCode, 'invalid_key' | 'expired_key' | 'revoked_key'>;
+type Refusal = Extract<
+  ErrorCode,
+  'invalid_key' | 'expired_key' | 'revoked_key' | 'account_disabled'
+>;
+
+/** A remembered refusal, with whose it was so an invalidation (re-enable) can drop it. */
+interface RefusalEntry {
+  code: Refusal;
+  keyId: string;
+  account: string | undefined;
+}
 
 const REFUSAL_MESSAGES: Record<Refusal, string> = {
   invalid_key: 'API key is not valid',
   expired_key: 'API key has expired',
   revoked_key: 'API key has been revoked',
+  account_disabled: 'service account is disabled',
 };
 
 /**
@@ -42,7 +53,7 @@ const REFUSAL_MESSAGES: Record<Refusal, string> = {
  */
 export class KeyVerifier {
   private readonly verified: TtlCache<string, Principal>;
-  private readonly refused: TtlCache<string, Refusal>;
+  private readonly refused: TtlCache<string, RefusalEntry>;
   private readonly inFlight = new Map<string, Promise<Principal>>();
   private readonly observer: VerifierObserver;
   /** Bumped by every invalidation, so a fill that started before one is thrown away. */
@@ -73,7 +84,7 @@ export class KeyVerifier {
     const refusal = this.refused.get(digest, now);
     if (refusal !== undefined) {
       this.observer.cacheEvent('negative_hit');
-      throw new KeygateError(refusal, REFUSAL_MESSAGES[refusal]);
+      throw new KeygateError(refusal.code, REFUSAL_MESSAGES[refusal.code]);
     }
     this.observer.cacheEvent('miss');
 
@@ -91,12 +102,15 @@ export class KeyVerifier {
   invalidateKey(keyId: string): void {
     this.epoch++;
     this.verified.deleteWhere((p) => p.keyId === keyId);
+    this.refused.deleteWhere((r) => r.keyId === keyId);
   }
 
   /** Drops every cached verdict about an account's keys (delete, disable, role change). */
   invalidateAccount(account: string): void {
     this.epoch++;
     this.verified.deleteWhere((p) => p.account === account);
+    // Refusals too: re-enabling an account must let its keys in at once, on every replica.
+    this.refused.deleteWhere((r) => r.account === account);
   }
 
   apply(event: Invalidation): void {
@@ -115,7 +129,7 @@ export class KeyVerifier {
     const { store, pool, hasher, clock } = this.options;
     this.stats.storeReads++;
     const record = await store.getKey(id);
-    if (record === null) return this.refuse(digest, 'invalid_key');
+    if (record === null) return this.refuse(digest, 'invalid_key', id);
 
     const started = performance.now();
     let matches: boolean;
@@ -131,19 +145,20 @@ export class KeyVerifier {
     } finally {
       this.observer.verifyDuration((performance.now() - started) / 1000);
     }
-    if (!matches) return this.refuse(digest, 'invalid_key');
+    if (!matches) return this.refuse(digest, 'invalid_key', id);
 
     // Status is disclosed only to a caller who proved they hold the key.
     const nowSeconds = Math.floor(clock.now() / 1000);
-    if (record.revokedAt > 0) return this.refuse(digest, 'revoked_key');
+    if (record.revokedAt > 0) return this.refuse(digest, 'revoked_key', id, record.account);
     if (record.expiresAt > 0 && record.expiresAt <= nowSeconds)
-      return this.refuse(digest, 'expired_key');
+      return this.refuse(digest, 'expired_key', id, record.account);
 
     const account = await store.getAccount(record.account);
     // A key older than its account belongs to a deleted account of the same name: never revive it.
     if (account === null || record.createdAt < account.createdAt)
-      return this.refuse(digest, 'invalid_key');
-    if (account.disabled) throw new KeygateError('account_disabled', 'service account is disabled');
+      return this.refuse(digest, 'invalid_key', id, record.account);
+    // Remembered like the other refusals, so a disabled account's busy job costs no argon2 per request.
+    if (account.disabled) return this.refuse(digest, 'account_disabled', id, account.name);
 
     const principal: Principal = {
       keyId: record.id,
@@ -164,8 +179,12 @@ export class KeyVerifier {
     return principal;
   }
 
-  private refuse(digest: string, code: Refusal): never {
-    this.refused.set(digest, code, this.options.clock.now() + this.options.negativeTtlMs);
+  private refuse(digest: string, code: Refusal, keyId: string, account?: string): never {
+    this.refused.set(
+      digest,
+      { code, keyId, account },
+      this.options.clock.now() + this.options.negativeTtlMs,
+    );
     throw new KeygateError(code, REFUSAL_MESSAGES[code]);
   }
 }
