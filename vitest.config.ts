@@ -7,7 +7,14 @@ export default defineConfig({
     // One file at a time: the latency and RSS measurements must not share 2 cores with other suites.
     fileParallelism: false,
     projects: [
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], environment: 'node' } },
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          environment: 'node',
+          setupFiles: ['test/helpers/leak-check.ts'],
+        },
+      },
       {
         test: {
           name: 'integration',
@@ -17,6 +24,7 @@ export default defineConfig({
           testTimeout: 60_000,
           hookTimeout: 60_000,
           globalSetup: ['test/helpers/global-setup.ts'],
+          setupFiles: ['test/helpers/leak-check.ts'],
         },
       },
     ],

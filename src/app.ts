@@ -16,10 +16,13 @@ import { VerifyPool } from './keys/verify-pool.js';
 import { createRequestHandler } from './pipeline/handle-request.js';
 import { RouteTable } from './policy/route-table.js';
 import { type Clock, systemClock } from './shared/clock.js';
+import { instrumentKeyStore } from './store/instrumented-key-store.js';
 import type { Invalidation } from './store/invalidation-bus.js';
 import type { KeyStore } from './store/key-store.js';
 import { createInvalidationBus } from './store/open-store.js';
 import { createLogger, type Logger } from './telemetry/logger.js';
+import { Metrics } from './telemetry/metrics.js';
+import { createOpsServer, listenOn, Readiness } from './telemetry/ops-server.js';
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -37,18 +40,28 @@ export interface AppDeps {
 
 export interface App {
   readonly server: Server;
+  readonly opsServer: Server;
   readonly lastUsed: LastUsedRecorder;
+  readonly metrics: Metrics;
+  readonly readiness: Readiness;
   readonly verifier: KeyVerifier;
   readonly pool: VerifyPool;
   readonly keys: KeyService;
   readonly logger: Logger;
   readonly store: KeyStore;
   listen(port?: number, host?: string): Promise<AddressInfo>;
-  /** Stops accepting, waits for in-flight requests, then closes the upstream pool and the store. */
+  /** The ops listener: /metrics, /healthz, /readyz. */
+  listenOps(port?: number, host?: string): Promise<AddressInfo>;
+  /**
+   * Graceful stop: not ready, stop accepting, let in-flight requests finish (up to the drain
+   * timeout), then close the upstream pool and the store. Resolves with the number drained.
+   */
+  shutdown(drainTimeoutMs: number): Promise<number>;
   close(): Promise<void>;
 }
 
-const MAX_HEADER_BYTES = 32 * 1024;
+/** How often the store is pinged for keygate_store_up and readiness. */
+const STORE_PROBE_MS = 1000;
 /** last_used_at is written at most this often per key per replica. */
 const LAST_USED_INTERVAL_SECONDS = 60;
 
@@ -132,9 +145,13 @@ function auditFields(entry: AuditEntry) {
 
 /** The composition root: every long-lived object is built here, once, and passed in. */
 export function createApp(deps: AppDeps): App {
-  const { config, store } = deps;
+  const { config } = deps;
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
+  let verifyQueueDepth = () => 0;
+  const metrics = new Metrics({ verifyQueueDepth: () => verifyQueueDepth() });
+  // Everything reads the store through this wrapper, which counts unreachable-store failures.
+  const store = instrumentKeyStore(deps.store, (op) => metrics.storeErrors.inc({ op }));
   const services = createKeyServices(config, store, clock, {
     logger,
     hasher: deps.hasher,
@@ -142,6 +159,7 @@ export function createApp(deps: AppDeps): App {
     onInvalidate: (event) => verifier.apply(event),
   });
   const { pool, hasher, keys } = services;
+  verifyQueueDepth = () => pool.queueDepth;
   const verifier = new KeyVerifier({
     store,
     hasher,
@@ -152,10 +170,18 @@ export function createApp(deps: AppDeps): App {
     cacheTtlMs: config.keys.cacheTtl,
     negativeTtlMs: config.keys.negativeCacheTtl,
     maxEntries: config.keys.cacheMaxEntries,
+    observer: {
+      cacheEvent: (event) => metrics.keyCacheEvents.inc({ event }),
+      verifyDuration: (seconds) => metrics.keyVerifyDuration.observe(seconds),
+    },
   });
   void services.bus.subscribe(
-    (event) => verifier.apply(event),
+    (event) => {
+      metrics.keyCacheEvents.inc({ event: 'invalidation' });
+      verifier.apply(event);
+    },
     () => {
+      metrics.keyCacheEvents.inc({ event: 'clear' });
       verifier.clear();
       logger.warn(
         'invalidation channel reconnected: verified-key cache cleared, keys are checked afresh',
@@ -171,6 +197,12 @@ export function createApp(deps: AppDeps): App {
       logger.warn({ err: String(err) }, 'could not record key last-use times; will retry'),
   });
   lastUsed.start();
+  const readiness = new Readiness(store, metrics);
+  // store_up follows the store even when nobody polls /readyz.
+  const storeProbe = setInterval(() => void readiness.check(), STORE_PROBE_MS);
+  storeProbe.unref();
+  void readiness.check();
+
   const upstream =
     deps.upstream ??
     new UndiciUpstreamClient({
@@ -190,19 +222,22 @@ export function createApp(deps: AppDeps): App {
     ),
     upstream,
     logger,
+    metrics,
     upstreamBasePath: upstreamUrl.pathname === '/' ? '' : upstreamUrl.pathname.replace(/\/$/, ''),
     stripPrefix: config.upstream.stripPrefix,
     keyPrefix: config.keys.prefix,
     keys,
     lastUsed,
+    isDraining: () => readiness.draining,
   });
 
+  const { listen } = config;
   const server = createServer(
     {
-      maxHeaderSize: MAX_HEADER_BYTES,
-      requestTimeout: 300_000,
-      headersTimeout: 60_000,
-      keepAliveTimeout: 65_000,
+      maxHeaderSize: listen.maxHeaderBytes,
+      requestTimeout: listen.requestTimeout,
+      headersTimeout: listen.headersTimeout,
+      keepAliveTimeout: listen.keepAliveTimeout,
     },
     (req, res) => void handler(req, res),
   );
@@ -231,38 +266,58 @@ export function createApp(deps: AppDeps): App {
         : 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n',
     );
   });
+  const opsServer = createOpsServer(metrics, readiness);
 
-  let closing: Promise<void> | undefined;
+  let closing: Promise<number> | undefined;
+  const shutdown = (drainTimeoutMs: number): Promise<number> => {
+    closing ??= (async () => {
+      // Not ready first, so load balancers stop sending; then stop accepting; then wait.
+      readiness.draining = true;
+      const inflight = await metrics.inflight.get();
+      const drained = Math.round(inflight.values[0]?.value ?? 0);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timedOut = await Promise.race([
+        closed.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), drainTimeoutMs).unref()),
+      ]);
+      if (timedOut) server.closeAllConnections();
+      clearInterval(storeProbe);
+      await upstream.close();
+      await lastUsed.close();
+      await services.close();
+      await store.close();
+      if (opsServer.listening)
+        await new Promise<void>((resolve) => opsServer.close(() => resolve()));
+      opsServer.closeAllConnections();
+      logger.info(
+        { drained, timed_out: timedOut, drain_timeout_ms: drainTimeoutMs },
+        timedOut
+          ? `drain timeout: in-flight requests were cut off (${drained} were in flight)`
+          : `shut down cleanly: drained ${drained} in-flight requests`,
+      );
+      await new Promise<void>((resolve) => logger.flush(() => resolve()));
+      return drained;
+    })();
+    return closing;
+  };
+
   return {
     server,
+    opsServer,
     verifier,
     pool,
     keys,
     logger,
     store,
     lastUsed,
-    listen(port = config.listen.port, host = config.listen.host) {
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve(server.address() as AddressInfo);
-        });
-      });
-    },
-    close() {
-      closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        });
-        await upstream.close();
-        await lastUsed.close();
-        await services.close();
-        await store.close();
-        await new Promise<void>((resolve) => logger.flush(() => resolve()));
-      })();
-      return closing;
+    metrics,
+    readiness,
+    listen: (port = listen.port, host = listen.host) => listenOn(server, port, host),
+    listenOps: (port = config.ops.port, host = config.ops.host) => listenOn(opsServer, port, host),
+    shutdown,
+    close: async () => {
+      await shutdown(config.listen.drainTimeout);
     },
   };
 }

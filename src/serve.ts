@@ -25,12 +25,14 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
       logger.warn({ err: String(err) }, 'key store not reachable yet; retrying in the background'),
     onError: throttled((err) => logger.warn({ err: err.message }, 'key store connection error')),
   });
-  const app = createApp({ config, store, logger: logger });
+  const app = createApp({ config, store, logger });
   const address = await app.listen();
-  app.logger.info(
+  const ops = await app.listenOps();
+  logger.info(
     {
       config: configPath,
       listen: `${address.address}:${address.port}`,
+      ops: `${ops.address}:${ops.port}`,
       store: store.kind,
       upstream: config.upstream.url,
     },
@@ -41,14 +43,20 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
       // A second signal means "now": the operator does not want to wait for the drain.
+      logger.warn({ signal }, 'second signal: exiting without waiting for in-flight requests');
+      logger.flush();
       process.exit(1);
     }
     stopping = true;
-    app.logger.info({ signal }, 'shutting down');
-    app.close().then(
+    logger.info(
+      { signal, drain_timeout_ms: config.listen.drainTimeout },
+      'shutting down: draining in-flight requests',
+    );
+    app.shutdown(config.listen.drainTimeout).then(
       () => process.exit(0),
       (err: unknown) => {
-        app.logger.error({ err }, 'shutdown failed');
+        logger.error({ err }, 'shutdown failed');
+        logger.flush();
         process.exit(1);
       },
     );

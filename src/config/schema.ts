@@ -101,7 +101,24 @@ const cidr = z.string().refine((value) => {
 export const configSchema = z
   .strictObject({
     listen: z
-      .strictObject({ host: host.default('0.0.0.0'), port: port.default(8080) })
+      .strictObject({
+        host: host.default('0.0.0.0'),
+        port: port.default(8080),
+        /** Request line + headers; 32 KiB like Kubecost's nginx (large_client_header_buffers 4 32k). */
+        maxHeaderBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .max(1024 * 1024)
+          .default(32 * 1024),
+        headersTimeout: duration.default(60_000),
+        /** Time to receive a whole request (body included); 0 disables it. */
+        requestTimeout: duration.default(300_000),
+        /** Above the usual load balancers' idle timeouts (AWS ALB 60 s), so they close first. */
+        keepAliveTimeout: duration.default(65_000),
+        /** On SIGTERM, how long in-flight requests may finish; under Kubernetes' 30 s grace. */
+        drainTimeout: duration.default(25_000),
+      })
       .prefault({}),
     ops: z.strictObject({ host: host.default('0.0.0.0'), port: port.default(9464) }).prefault({}),
     upstream: z.strictObject({

@@ -16,6 +16,7 @@ import { normaliseTarget } from '../policy/normalise-path.js';
 import type { RouteTable } from '../policy/route-table.js';
 import type { Logger } from '../telemetry/logger.js';
 import { scrubForLog } from '../telemetry/logger.js';
+import { Metrics } from '../telemetry/metrics.js';
 import type { RequestContext } from './request-context.js';
 import { asKeygateError, sendError } from './send-error.js';
 
@@ -34,6 +35,9 @@ export interface PipelineDeps {
   keyPrefix: string;
   keys: KeyService;
   lastUsed: LastUsedRecorder;
+  metrics: Metrics;
+  /** While draining, responses close their connection so clients reconnect elsewhere. */
+  isDraining: () => boolean;
 }
 
 /**
@@ -49,7 +53,9 @@ export function createRequestHandler(deps: PipelineDeps) {
       startedAt: performance.now(),
       remoteAddress: req.socket.remoteAddress ?? '',
     };
-    res.once('close', () => logAccess(logger, req, res, ctx));
+    deps.metrics.inflight.inc();
+    res.once('close', () => observe(deps, req, res, ctx));
+    if (deps.isDraining()) res.setHeader('connection', 'close');
     try {
       const credential = extractCredential(req.rawHeaders);
       ctx.credentialSource = credential.source;
@@ -71,6 +77,7 @@ export function createRequestHandler(deps: PipelineDeps) {
           throw new KeygateError('insufficient_scope', 'the keygate API needs the admin scope');
         }
         ctx.decision = 'allow';
+        ctx.auth = 'allow';
         if (target.path !== ADMIN_API_PREFIX && !target.path.startsWith(`${ADMIN_API_PREFIX}/`)) {
           throw new KeygateError('not_found', 'no such keygate API endpoint');
         }
@@ -80,10 +87,13 @@ export function createRequestHandler(deps: PipelineDeps) {
       const route = routes.authorize(principal, method, target.path);
       ctx.route = route.name;
       ctx.decision = 'allow';
+      ctx.auth = 'allow';
       await forward(deps, req, res, ctx, method, upstreamPath(deps, target.path) + target.query);
     } catch (err) {
       const error = asKeygateError(err);
       ctx.errorCode = error.code;
+      // Refused before the request was allowed: that refusal is the auth decision.
+      ctx.auth ??= error.code;
       ctx.decision ??= error.status >= 500 ? 'error' : 'deny';
       if (error.code === 'internal_error') {
         logger.error({ request_id: ctx.requestId, err: error.cause }, 'request failed');
@@ -139,14 +149,41 @@ async function forward(
   } catch (err) {
     if (abort.signal.aborted) return; // the client left; nobody to answer
     ctx.decision = 'error';
-    throw toUpstreamError(classifyUpstreamError(err), err);
+    const kind = classifyUpstreamError(err);
+    deps.metrics.upstreamErrors.inc({ kind });
+    throw toUpstreamError(kind, err);
   }
+}
+
+/** The last stage: one access-log line and the request's metrics, when the response is done. */
+function observe(
+  deps: PipelineDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: RequestContext,
+): void {
+  const { metrics } = deps;
+  const seconds = (performance.now() - ctx.startedAt) / 1000;
+  const route = ctx.route ?? 'none';
+  const status = res.writableFinished ? res.statusCode : 499;
+  metrics.inflight.dec();
+  metrics.requests.inc({
+    route,
+    method: Metrics.method(req.method),
+    code: String(status),
+    account: ctx.principal?.account ?? 'none',
+  });
+  metrics.requestDuration.observe({ route }, seconds);
+  if (ctx.upstreamMs !== undefined)
+    metrics.upstreamDuration.observe({ route }, ctx.upstreamMs / 1000);
+  if (ctx.auth !== undefined) metrics.authDecisions.inc({ result: ctx.auth });
+  logAccess(deps.logger, req, status, ctx);
 }
 
 function logAccess(
   logger: Logger,
   req: IncomingMessage,
-  res: ServerResponse,
+  status: number,
   ctx: RequestContext,
 ): void {
   const rawUrl = req.url ?? '';
@@ -159,7 +196,7 @@ function logAccess(
       // Query strings can carry filter values users consider private; only the path is logged.
       path: scrubForLog(q === -1 ? rawUrl : rawUrl.slice(0, q)),
       route: ctx.route ?? 'none',
-      status: res.writableFinished ? res.statusCode : 499,
+      status,
       duration_ms: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
       account: ctx.principal?.account,
       key_id: ctx.principal?.keyId,

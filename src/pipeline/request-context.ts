@@ -14,6 +14,8 @@ export interface RequestContext {
   principal?: Principal;
   route?: string;
   decision?: Decision;
+  /** "allow", or the code that refused the request at the credential, key or policy stage. */
+  auth?: string;
   errorCode?: ErrorCode;
   upstreamStatus?: number;
   upstreamMs?: number;

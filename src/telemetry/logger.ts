@@ -23,9 +23,16 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       formatters: { level: (label) => ({ level: label }) },
+      // Last line of defence: whatever field a key ended up in, it never reaches the stream.
+      hooks: { streamWrite: maskKeys },
     },
     destination ?? pino.destination({ dest: 1, sync: false }),
   );
+}
+
+/** Masks everything shaped like a keygate key (any prefix) in a serialised log line. */
+export function maskKeys(line: string): string {
+  return line.includes('_') ? line.replace(KEY_PATTERN, '[REDACTED]') : line;
 }
 
 /**

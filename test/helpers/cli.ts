@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { captureLog } from './captured-logs.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'src/cli.ts');
@@ -26,7 +27,11 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Cli
     child.stdout.on('data', (c) => (stdout += c));
     child.stderr.on('data', (c) => (stderr += c));
     child.once('error', reject);
-    child.once('close', (code) => done({ code, stdout, stderr }));
+    child.once('close', (code) => {
+      // stderr carries log and audit lines; stdout carries the key by design and is not a log.
+      captureLog(stderr);
+      done({ code, stdout, stderr });
+    });
   });
 }
 
@@ -42,6 +47,7 @@ export interface ServeProcess {
   pid: number;
   port: number;
   url: string;
+  opsUrl: string;
   output(): string;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -55,7 +61,8 @@ export function spawnServe(configPath: string, env: NodeJS.ProcessEnv = {}): Pro
       ['--import', 'tsx', CLI, 'serve', '--config', configPath],
       {
         cwd: ROOT,
-        env: { ...process.env, ...env },
+        // Port 0 for the ops listener unless a test says otherwise: replicas must not collide.
+        env: { ...process.env, KEYGATE_OPS_PORT: '0', ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
@@ -65,17 +72,21 @@ export function spawnServe(configPath: string, env: NodeJS.ProcessEnv = {}): Pro
       20_000,
     );
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.stdout.on('data', (c: Buffer) => captureLog(c.toString()));
+    child.stderr.on('data', (c: Buffer) => captureLog(c.toString()));
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
-      const match = /"listen":"[^"]*:(\d+)"/.exec(out);
+      const match = /"listen":"[^"]*:(\d+)","ops":"[^"]*:(\d+)"/.exec(out);
       if (match) {
         clearTimeout(timer);
         const port = Number(match[1]);
+        const opsPort = Number(match[2]);
         done({
           child,
           pid: child.pid as number,
           port,
           url: `http://127.0.0.1:${port}`,
+          opsUrl: `http://127.0.0.1:${opsPort}`,
           output: () => out,
           stop: async (signal = 'SIGTERM') => {
             child.kill(signal);

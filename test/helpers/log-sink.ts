@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { captureLog } from './captured-logs.js';
 
 /** A pino destination that keeps every line, parsed, so tests can assert on (and grep) logs. */
 export class LogSink extends Writable {
@@ -7,7 +8,9 @@ export class LogSink extends Writable {
   constructor() {
     super({
       write: (chunk: Buffer, _encoding, callback) => {
-        for (const line of chunk.toString('utf8').split('\n')) if (line) this.raw.push(line);
+        const text = chunk.toString('utf8');
+        captureLog(text);
+        for (const line of text.split('\n')) if (line) this.raw.push(line);
         callback();
       },
     });

@@ -36,7 +36,15 @@ describe('parseDurationMs', () => {
 describe('parseConfig', () => {
   it('fills the documented defaults and freezes the result', () => {
     const config = parseConfig(MIN, 't');
-    expect(config.listen).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(config.listen).toEqual({
+      host: '0.0.0.0',
+      port: 8080,
+      maxHeaderBytes: 32 * 1024,
+      headersTimeout: 60_000,
+      requestTimeout: 300_000,
+      keepAliveTimeout: 65_000,
+      drainTimeout: 25_000,
+    });
     expect(config.ops.port).toBe(9464);
     expect(config.upstream.timeout).toBe(300_000);
     expect(config.store.type).toBe('file');

@@ -1,0 +1,81 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { KeyStore } from '../store/key-store.js';
+import type { Metrics } from './metrics.js';
+
+/**
+ * Whether this replica should receive traffic: not while draining, not while the store is
+ * unreachable (a replica that can only answer 503 for new keys belongs out of the rotation).
+ */
+export class Readiness {
+  draining = false;
+
+  constructor(
+    private readonly store: KeyStore,
+    private readonly metrics: Metrics,
+  ) {}
+
+  async check(): Promise<{ ready: boolean; reason?: string }> {
+    if (this.draining) return { ready: false, reason: 'draining' };
+    try {
+      await this.store.ping();
+      this.metrics.storeUp.set(1);
+      return { ready: true };
+    } catch {
+      this.metrics.storeUp.set(0);
+      return { ready: false, reason: 'key store unreachable' };
+    }
+  }
+}
+
+/**
+ * The operations listener, on its own port so that its paths never shadow upstream paths on
+ * the proxy port and it need not be exposed through ingress.
+ */
+export function createOpsServer(metrics: Metrics, readiness: Readiness): Server {
+  return createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const reply = (status: number, body: unknown) => {
+      const json = JSON.stringify(body);
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(json);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return reply(405, { status: 'method not allowed' });
+    switch (path) {
+      case '/healthz':
+        return reply(200, { status: 'ok' });
+      case '/readyz':
+        void readiness
+          .check()
+          .then((r) =>
+            reply(
+              r.ready ? 200 : 503,
+              r.ready ? { status: 'ready' } : { status: 'not ready', reason: r.reason },
+            ),
+          );
+        return;
+      case '/metrics':
+        metrics.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': metrics.registry.contentType });
+            res.end(text);
+          },
+          () => reply(500, { status: 'metrics unavailable' }),
+        );
+        return;
+      default:
+        return reply(404, { status: 'not found' });
+    }
+  });
+}
+
+export function listenOn(server: Server, port: number, host: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
