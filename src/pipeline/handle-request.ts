@@ -84,8 +84,9 @@ export function createRequestHandler(deps: PipelineDeps) {
         await handleAdmin(req, res, target.path, principal, deps.keys, ctx.requestId);
         return;
       }
-      const route = routes.authorize(principal, method, target.path);
-      ctx.route = route.name;
+      const route = routes.require(method, target.path);
+      ctx.route = route.name; // set before the scope check, so a refusal is counted on its rule
+      routes.checkScopes(principal, route);
       ctx.decision = 'allow';
       ctx.auth = 'allow';
       await forward(deps, req, res, ctx, method, upstreamPath(deps, target.path) + target.query);

@@ -58,8 +58,8 @@ export class RouteTable {
     return undefined;
   }
 
-  /** Deny by default: no rule → route_not_allowed; a rule the key's scopes don't cover → insufficient_scope. */
-  authorize(principal: Principal, method: string, path: string): Route {
+  /** Deny by default: no rule → route_not_allowed. */
+  require(method: string, path: string): Route {
     const route = this.match(method, path);
     if (route === undefined) {
       throw new KeygateError(
@@ -67,6 +67,11 @@ export class RouteTable {
         `no route allows ${method as HttpMethod} on this path`,
       );
     }
+    return route;
+  }
+
+  /** A rule the key's scopes don't cover → insufficient_scope. */
+  checkScopes(principal: Principal, route: Route): void {
     const missing = route.scopes.filter((s) => !principal.scopes.has(s));
     if (missing.length > 0) {
       throw new KeygateError(
@@ -74,6 +79,11 @@ export class RouteTable {
         `route "${route.name}" needs scope ${missing.join(', ')}, which this key does not have`,
       );
     }
+  }
+
+  authorize(principal: Principal, method: string, path: string): Route {
+    const route = this.require(method, path);
+    this.checkScopes(principal, route);
     return route;
   }
 }

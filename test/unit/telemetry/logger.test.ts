@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { generateKey } from '../../../src/keys/key-format.js';
+import { createLogger, maskKeys } from '../../../src/telemetry/logger.js';
+import { LogSink } from '../../helpers/log-sink.js';
+
+describe('log redaction', () => {
+  const key = generateKey('kg').full;
+  const custom = generateKey('acme').full;
+
+  it('masks credential headers by path and any key-shaped string anywhere', async () => {
+    const sink = new LogSink();
+    const logger = createLogger('debug', sink);
+    logger.info(
+      { headers: { authorization: `Bearer ${key}`, 'x-api-key': key, cookie: 'token=abc' } },
+      'headers',
+    );
+    logger.info(
+      { req: { headers: { authorization: 'Basic abc', 'x-api-key': 'anything' } } },
+      'nested headers',
+    );
+    logger.info(
+      { deeply: { nested: [{ note: `pasted ${key} by mistake` }] }, key },
+      `message with ${custom}`,
+    );
+    logger.error(new Error(`failed for ${key}`), 'error with a key in its message');
+    await new Promise<void>((r) => logger.flush(() => r()));
+    expect(sink.raw).toHaveLength(4);
+    for (const line of sink.raw) {
+      expect(line).not.toContain(key);
+      expect(line).not.toContain(custom);
+      expect(line).not.toContain(key.slice(16, 59)); // not even the secret part
+    }
+    expect(sink.lines[0]).toMatchObject({
+      headers: { authorization: '[REDACTED]', 'x-api-key': '[REDACTED]', cookie: '[REDACTED]' },
+    });
+    expect(sink.lines[1]).toMatchObject({
+      req: { headers: { authorization: '[REDACTED]', 'x-api-key': '[REDACTED]' } },
+    });
+  });
+
+  it('maskKeys leaves ordinary text alone', () => {
+    const text = '{"path":"/model/allocation","window":"7d","id":"kg_short"}';
+    expect(maskKeys(text)).toBe(text);
+    expect(maskKeys(`{"x":"${key}"}`)).toBe('{"x":"[REDACTED]"}');
+  });
+});
