@@ -308,6 +308,21 @@ describe('hostile headers are stripped or replaced before forwarding', () => {
     expect(upstream.requests).toHaveLength(0);
   });
 
+  it('headers over listen.maxHeaderBytes (32 KiB) get 431 and never reach the upstream', async () => {
+    const res = await rawHttp(
+      gw.port,
+      `GET /model/allocation HTTP/1.1\r\nHost: t\r\nX-API-KEY: ${keys.reader}\r\nX-Filler: ${'a'.repeat(40 * 1024)}\r\nConnection: close`,
+    );
+    expect(res.status).toBe(431);
+    expect(upstream.requests).toHaveLength(0);
+    // 20 KiB of headers is fine (Kubecost filter strings can be long).
+    const ok = await rawHttp(
+      gw.port,
+      `GET /model/allocation HTTP/1.1\r\nHost: t\r\nX-API-KEY: ${keys.reader}\r\nX-Filler: ${'a'.repeat(20 * 1024)}\r\nConnection: close`,
+    );
+    expect(ok.status).toBe(200);
+  });
+
   it('WebSocket upgrade is refused with 501', async () => {
     const res = await rawHttp(
       gw.port,
