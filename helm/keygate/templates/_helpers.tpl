@@ -1,0 +1,186 @@
+{{/* Names ------------------------------------------------------------------------------- */}}
+{{- define "keygate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "keygate.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "keygate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "keygate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "keygate.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "keygate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "keygate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "keygate.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "keygate.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "keygate.redisSecretName" -}}
+{{- if .Values.redis.existingSecret.name -}}
+{{- .Values.redis.existingSecret.name -}}
+{{- else -}}
+{{- printf "%s-redis" (include "keygate.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "keygate.redisSecretKey" -}}
+{{- if .Values.redis.existingSecret.name -}}{{ .Values.redis.existingSecret.key }}{{- else -}}redis-url{{- end -}}
+{{- end -}}
+
+{{/* Checks that must stop an install with a clear message ------------------------------- */}}
+{{- define "keygate.validate" -}}
+{{- if eq .Values.store.type "file" -}}
+{{- if or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled -}}
+{{- fail (printf "store.type=file keeps keys in one pod's file and allows one keygate only: set replicaCount: 1 and autoscaling.enabled: false (got replicaCount: %d), or use store.type=redis to share keys between replicas" (int .Values.replicaCount)) -}}
+{{- end -}}
+{{- if .Values.bootstrap.enabled -}}
+{{- fail "bootstrap.enabled needs store.type=redis: the bootstrap Job cannot open the pod's file store (it is locked by the running keygate); create the first admin key with kubectl exec instead (see the README)" -}}
+{{- end -}}
+{{- end -}}
+{{- if eq .Values.store.type "redis" -}}
+{{- if not (or .Values.redis.url .Values.redis.existingSecret.name .Values.store.redis.sentinel .Values.store.redis.cluster) -}}
+{{- fail "store.type=redis needs one of: redis.url, redis.existingSecret.name, store.redis.sentinel, store.redis.cluster" -}}
+{{- end -}}
+{{- if and .Values.redis.url .Values.redis.existingSecret.name -}}
+{{- fail "set either redis.url or redis.existingSecret.name, not both" -}}
+{{- end -}}
+{{- end -}}
+{{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.shutdown.drainTimeoutSeconds) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be above shutdown.drainTimeoutSeconds (%d), or Kubernetes kills keygate before in-flight requests finish" (int .Values.terminationGracePeriodSeconds) (int .Values.shutdown.drainTimeoutSeconds)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* keygate's configuration, rendered from values (the ConfigMap's keygate.yaml) --------- */}}
+{{- define "keygate.config" -}}
+{{- $store := dict "type" .Values.store.type -}}
+{{- if eq .Values.store.type "redis" -}}
+{{- $redis := dict "keyPrefix" .Values.store.redis.keyPrefix "commandTimeout" .Values.store.redis.commandTimeout -}}
+{{- with .Values.store.redis.sentinel }}{{ $_ := set $redis "sentinel" . }}{{ end -}}
+{{- with .Values.store.redis.cluster }}{{ $_ := set $redis "cluster" . }}{{ end -}}
+{{- $_ := set $store "redis" $redis -}}
+{{- else -}}
+{{- $_ := set $store "file" (dict "path" "/data/keygate.json") -}}
+{{- end -}}
+{{- $config := dict
+  "listen" (dict "host" "0.0.0.0" "port" (int .Values.ports.proxy) "drainTimeout" (printf "%ds" (int .Values.shutdown.drainTimeoutSeconds)))
+  "ops" (dict "host" "0.0.0.0" "port" (int .Values.ports.ops))
+  "upstream" .Values.config.upstream
+  "store" $store
+  "keys" .Values.config.keys
+  "roles" .Values.config.roles
+  "routes" .Values.config.routes
+  "identityHeaders" .Values.config.identityHeaders
+  "trustedProxies" .Values.config.trustedProxies
+  "log" .Values.config.log
+-}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/* Image, environment, limits and mounts: shared by the server and the CLI containers. */}}
+{{- define "keygate.containerBase" -}}
+image: {{ include "keygate.image" . }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+env:
+  - name: KEYGATE_CONFIG
+    value: /etc/keygate/keygate.yaml
+  {{- if and (eq .Values.store.type "redis") (or .Values.redis.url .Values.redis.existingSecret.name) }}
+  - name: KEYGATE_REDIS_URL
+    valueFrom:
+      secretKeyRef:
+        name: {{ include "keygate.redisSecretName" . }}
+        key: {{ include "keygate.redisSecretKey" . }}
+  {{- end }}
+  {{- with .Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+resources:
+  {{- toYaml .Values.resources | nindent 2 }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+volumeMounts:
+  - name: keygate-config
+    mountPath: /etc/keygate
+    readOnly: true
+  - name: keygate-data
+    mountPath: /data
+  - name: keygate-tmp
+    mountPath: /tmp
+{{- end -}}
+
+{{/*
+The keygate server container. Used by this chart's Deployment and, in sidecar mode, by other
+charts that embed this one:
+  containers:
+    - {{ include "keygate.container" .Subcharts.keygate | nindent 6 }}
+*/}}
+{{- define "keygate.container" -}}
+name: keygate
+args: ["serve"]
+{{ include "keygate.containerBase" . }}
+ports:
+  - name: http
+    containerPort: {{ .Values.ports.proxy }}
+    protocol: TCP
+  - name: ops
+    containerPort: {{ .Values.ports.ops }}
+    protocol: TCP
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: ops
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: ops
+  periodSeconds: 5
+  failureThreshold: 2
+{{- end -}}
+
+{{/* The volumes the container needs; add them to the pod beside the container. */}}
+{{- define "keygate.volumes" -}}
+- name: keygate-config
+  configMap:
+    name: {{ include "keygate.fullname" . }}
+- name: keygate-data
+  {{- if and (eq .Values.store.type "file") .Values.store.file.persistence.enabled }}
+  persistentVolumeClaim:
+    claimName: {{ default (printf "%s-data" (include "keygate.fullname" .)) .Values.store.file.persistence.existingClaim }}
+  {{- else }}
+  emptyDir: {}
+  {{- end }}
+- name: keygate-tmp
+  emptyDir:
+    medium: Memory
+    sizeLimit: 16Mi
+{{- end -}}

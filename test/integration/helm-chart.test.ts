@@ -1,0 +1,220 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Ajv } from 'ajv';
+import { describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { runCli, writeTempConfig } from '../helpers/cli.js';
+import { validateK8sObject } from '../helpers/k8s-validate.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const CHART = join(ROOT, 'helm/keygate');
+/** $HELM, else helm on PATH, else the stand-in .ci/run builds into .tools/. */
+const HELM =
+  process.env.HELM ??
+  (spawnSync('helm', ['version'], { encoding: 'utf8' }).error === undefined
+    ? 'helm'
+    : join(ROOT, '.tools/helm-render'));
+const CI_VALUES = readdirSync(join(CHART, 'ci'))
+  .filter((f) => f.endsWith('-values.yaml'))
+  .sort();
+
+function helmAvailable(): void {
+  const probe = spawnSync(HELM, ['template', '--help'], { encoding: 'utf8' });
+  if (probe.error) {
+    throw new Error(
+      `no helm-compatible "template" command: ${HELM} not found. Install helm, or build the stand-in with ` +
+        '`../shared/tools/helm-render/build.sh .tools/helm-render` (from the project root; .ci/run does this) ' +
+        'or set HELM to a helm-compatible binary.',
+    );
+  }
+}
+
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; annotations?: Record<string, string> };
+  [k: string]: unknown;
+};
+
+function render(
+  valuesFiles: string[],
+  extra: string[] = [],
+): { ok: boolean; objects: K8sObject[]; stderr: string } {
+  helmAvailable();
+  const args = [
+    'template',
+    'kg',
+    CHART,
+    '-a',
+    'monitoring.coreos.com/v1',
+    ...valuesFiles.flatMap((f) => ['-f', f]),
+    ...extra,
+  ];
+  const result = spawnSync(HELM, args, { encoding: 'utf8' });
+  if (result.status !== 0) return { ok: false, objects: [], stderr: result.stderr };
+  const objects = parseAllDocuments(result.stdout)
+    .map((d) => d.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => o !== null);
+  return { ok: true, objects, stderr: result.stderr };
+}
+
+function mergeValues(base: unknown, over: unknown): unknown {
+  if (over === undefined) return base;
+  if (
+    base &&
+    over &&
+    typeof base === 'object' &&
+    typeof over === 'object' &&
+    !Array.isArray(base) &&
+    !Array.isArray(over)
+  ) {
+    const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+    for (const [k, v] of Object.entries(over as Record<string, unknown>))
+      out[k] = mergeValues(out[k], v);
+    return out;
+  }
+  return over;
+}
+
+const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as object;
+const validateValues = new Ajv({ allErrors: true, strict: false }).compile(schema);
+const defaults = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as unknown;
+const valuesOf = (file: string) => mergeValues(defaults, parse(readFileSync(file, 'utf8')));
+
+function find(objects: K8sObject[], kind: string): K8sObject {
+  const found = objects.find((o) => o.kind === kind);
+  if (!found) throw new Error(`no ${kind} rendered`);
+  return found;
+}
+
+type Container = {
+  name: string;
+  ports: Array<{ name: string; containerPort: number }>;
+  livenessProbe: { httpGet: { path: string; port: string } };
+  readinessProbe: { httpGet: { path: string; port: string } };
+  securityContext: Record<string, unknown>;
+};
+
+describe.each(CI_VALUES)('helm/keygate with ci/%s', (file) => {
+  const path = join(CHART, 'ci', file);
+
+  it('the values pass values.schema.json', () => {
+    expect(validateValues(valuesOf(path)), JSON.stringify(validateValues.errors)).toBe(true);
+  });
+
+  it('renders, and every object validates strictly against its Kubernetes schema', async () => {
+    const { ok, objects, stderr } = render([path]);
+    expect(ok, stderr).toBe(true);
+    expect(objects.length).toBeGreaterThan(0);
+    for (const object of objects) {
+      expect(await validateK8sObject(object), `${object.kind} ${object.metadata?.name}`).toEqual(
+        [],
+      );
+    }
+  });
+
+  it("the ConfigMap's keygate.yaml is exactly what `keygate config check` accepts", async () => {
+    const { objects } = render([path]);
+    const text = (find(objects, 'ConfigMap') as unknown as { data: Record<string, string> }).data[
+      'keygate.yaml'
+    ] as string;
+    const result = await runCli(['config', 'check', writeTempConfig(text)]);
+    expect(result.code, result.stderr).toBe(0);
+  });
+
+  it('probes hit /healthz and /readyz on the ops port; the container runs locked down', () => {
+    const { objects } = render([path]);
+    const pod = objects.find((o) => o.kind === 'Deployment' || o.kind === 'Pod') as K8sObject;
+    const spec = (
+      pod.kind === 'Deployment'
+        ? (pod as never as { spec: { template: { spec: unknown } } }).spec.template.spec
+        : (pod as never as { spec: unknown }).spec
+    ) as {
+      containers: Container[];
+      terminationGracePeriodSeconds: number;
+      securityContext: Record<string, unknown>;
+    };
+    const keygate = spec.containers.find((c) => c.name === 'keygate') as Container;
+    const values = valuesOf(path) as {
+      ports: { ops: number };
+      shutdown: { drainTimeoutSeconds: number };
+    };
+    expect(keygate.ports.find((p) => p.name === 'ops')?.containerPort).toBe(values.ports.ops);
+    expect(keygate.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'ops' });
+    expect(keygate.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'ops' });
+    expect(keygate.securityContext).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    });
+    expect(spec.securityContext).toMatchObject({ runAsNonRoot: true });
+    expect(spec.terminationGracePeriodSeconds).toBeGreaterThan(values.shutdown.drainTimeoutSeconds);
+  });
+});
+
+describe('chart wiring', () => {
+  const gateway = join(CHART, 'ci/gateway-values.yaml');
+  const checksum = (objects: K8sObject[]) =>
+    (
+      find(objects, 'Deployment') as never as {
+        spec: { template: { metadata: { annotations: Record<string, string> } } };
+      }
+    ).spec.template.metadata.annotations['checksum/config'];
+
+  it('the config checksum is stable, and changes when a route changes (pods roll)', () => {
+    const first = checksum(render([gateway]).objects);
+    expect(first).toMatch(/^[0-9a-f]{64}$/);
+    expect(checksum(render([gateway]).objects)).toBe(first);
+    const changed = writeTempConfig({
+      config: {
+        routes: [{ name: 'only', methods: ['GET'], path: '/model/allocation', scopes: ['read'] }],
+      },
+    });
+    expect(checksum(render([gateway, changed]).objects)).not.toBe(first);
+  });
+
+  it('a typo in values is refused by the schema', () => {
+    const typo = mergeValues(defaults, { replicaCont: 2 });
+    expect(validateValues(typo)).toBe(false);
+    expect(JSON.stringify(validateValues.errors)).toContain('replicaCont');
+    const wrongType = mergeValues(defaults, { replicaCount: 'three' });
+    expect(validateValues(wrongType)).toBe(false);
+    const nested = mergeValues(defaults, {
+      config: { upstream: { url: 'http://x', stripPrefx: '/model' } },
+    });
+    expect(validateValues(nested)).toBe(false);
+  });
+
+  it('store.type file with replicaCount 3 fails rendering with a clear message', () => {
+    const bad = writeTempConfig({ store: { type: 'file' }, replicaCount: 3 });
+    const { ok, stderr } = render([bad]);
+    expect(ok).toBe(false);
+    expect(stderr).toContain('store.type=file');
+    expect(stderr).toContain('replicaCount: 1');
+  });
+
+  it('redis without a URL, Secret, Sentinel or Cluster fails with a clear message', () => {
+    const { ok, stderr } = render([]);
+    expect(ok).toBe(false);
+    expect(stderr).toContain('store.type=redis needs one of');
+  });
+
+  it('the Redis URL reaches keygate from a Secret, never from the ConfigMap', () => {
+    const { objects } = render([gateway]);
+    const configText = JSON.stringify(find(objects, 'ConfigMap'));
+    expect(configText).not.toContain('changeme');
+    const secret = objects.find((o) => o.kind === 'Secret') as never as {
+      stringData: Record<string, string>;
+    };
+    expect(secret.stringData['redis-url']).toContain('changeme');
+  });
+
+  it('the ServiceMonitor appears only where monitoring.coreos.com/v1 exists', () => {
+    const monitoring = join(CHART, 'ci/monitoring-values.yaml');
+    expect(render([monitoring]).objects.some((o) => o.kind === 'ServiceMonitor')).toBe(true);
+    const args = ['template', 'kg', CHART, '-f', monitoring];
+    const out = execFileSync(HELM, args, { encoding: 'utf8' });
+    expect(out).not.toContain('kind: ServiceMonitor');
+  });
+});
