@@ -20,7 +20,7 @@ import { instrumentKeyStore } from './store/instrumented-key-store.js';
 import type { Invalidation } from './store/invalidation-bus.js';
 import type { KeyStore } from './store/key-store.js';
 import { createInvalidationBus } from './store/open-store.js';
-import { createLogger, type Logger } from './telemetry/logger.js';
+import { accessLogger, createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { createOpsServer, listenOn, Readiness } from './telemetry/ops-server.js';
 
@@ -222,6 +222,7 @@ export function createApp(deps: AppDeps): App {
     ),
     upstream,
     logger,
+    accessLogger: accessLogger(logger),
     metrics,
     upstreamBasePath: upstreamUrl.pathname === '/' ? '' : upstreamUrl.pathname.replace(/\/$/, ''),
     stripPrefix: config.upstream.stripPrefix,

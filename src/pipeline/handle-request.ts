@@ -36,6 +36,8 @@ export interface PipelineDeps {
   keys: KeyService;
   lastUsed: LastUsedRecorder;
   metrics: Metrics;
+  /** For the one access line per request (see accessLogger). */
+  accessLogger: Logger;
   /** While draining, responses close their connection so clients reconnect elsewhere. */
   isDraining: () => boolean;
 }
@@ -178,7 +180,7 @@ function observe(
   if (ctx.upstreamMs !== undefined)
     metrics.upstreamDuration.observe({ route }, ctx.upstreamMs / 1000);
   if (ctx.auth !== undefined) metrics.authDecisions.inc({ result: ctx.auth });
-  logAccess(deps.logger, req, status, ctx);
+  logAccess(deps.accessLogger, req, status, ctx);
 }
 
 function logAccess(

