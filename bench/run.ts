@@ -276,7 +276,8 @@ for (const scenario of scenarios) {
         ...(scenario.keysFile ? { keysFile: scenario.keysFile } : {}),
       });
       if (before) {
-        const c = (counts[scenario.id] ??= { storeCalls: 0, argon2: 0 });
+        counts[scenario.id] ??= { storeCalls: 0, argon2: 0 };
+        const c = counts[scenario.id] as { storeCalls: number; argon2: number };
         c.storeCalls += redisCalls() - before.store;
         c.argon2 +=
           metric(await scrape(), 'keygate_key_verify_duration_seconds_count') - before.argon2;
@@ -302,7 +303,8 @@ for (let round = 0; round < rounds; round++) {
       rate: fixedRate,
       connections: 16,
     });
-    (fixed[name] ??= []).push(sample.p99);
+    fixed[name] ??= [];
+    fixed[name]?.push(sample.p99);
     log(`  (a @ ${fixedRate} req/s) round ${round + 1} ${name}: p99 ${sample.p99.toFixed(2)} ms`);
   }
 }
