@@ -45,8 +45,9 @@ const rounds = Number(values.rounds ?? (quick ? 1 : 3));
 const seconds = Number(values.seconds ?? (quick ? 2 : 8));
 const longRequests = Number(values.long ?? (quick ? 20_000 : 1_000_000));
 const connections = Number(values.connections);
-const tool = hasCommand('wrk') ? 'wrk' : 'autocannon';
-const withNginx = hasCommand('nginx');
+// BENCH_LOAD=autocannon and BENCH_NGINX=0 force the fallbacks a machine without wrk or nginx gets.
+const tool = process.env.BENCH_LOAD === 'autocannon' || !hasCommand('wrk') ? 'autocannon' : 'wrk';
+const withNginx = process.env.BENCH_NGINX !== '0' && hasCommand('nginx');
 
 type SystemName = 'keygate' | 'bare' | 'nginx';
 interface Sample {

@@ -187,8 +187,11 @@ export async function load(
       encoding: 'utf8',
       env: { ...process.env, KEYS_FILE: options.keysFile ?? '' },
     });
-    const requests = Number(/(\d+) requests in ([\d.]+)s/.exec(out)?.[1] ?? 0);
-    const seconds = Number(/requests in ([\d.]+)s/.exec(out)?.[1] ?? options.seconds);
+    // wrk prints the duration in its own unit: "in 8.00s", "in 2.03m".
+    const done = /(\d+) requests in ([\d.]+)(ms|s|m|h)\b/.exec(out);
+    const requests = Number(done?.[1] ?? 0);
+    const unit = { ms: 0.001, s: 1, m: 60, h: 3600 }[(done?.[3] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+    const seconds = done ? Number(done[2]) * unit : options.seconds;
     const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
     return {
       requests,
