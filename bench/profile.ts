@@ -2,13 +2,13 @@
  * npm run bench:profile [-- --seconds 10]: runs scenario (a) against keygate started with
  * `node --cpu-prof`, then prints the functions with the most self time.
  */
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
-import { mintKey, testConfig } from '../test/helpers/gateway.js';
+import { mintKey } from '../test/helpers/gateway.js';
 import { RedisServer } from '../test/helpers/redis-server.js';
+import { startKeygate } from './lib/keygate.js';
 import { hasCommand, load, startServer } from './lib/measure.js';
 
 const { values } = parseArgs({
@@ -21,29 +21,17 @@ const work = mkdtempSync(join(tmpdir(), 'keygate-profile-'));
 const redis = await RedisServer.start();
 const upstream = await startServer(process.execPath, ['bench/servers/fixed-upstream.mjs']);
 const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
-const settings = { store: { type: 'redis', redis: { url: redis.url } } };
-const configFile = join(work, 'keygate.yaml');
-writeFileSync(
-  configFile,
-  stringify({
-    listen: { host: '127.0.0.1', port: 0 },
-    ops: { host: '127.0.0.1', port: 0 },
-    upstream: { url: upstreamUrl, stripPrefix: '/model' },
-    routes: [
-      { name: 'allocation', methods: ['GET'], path: '/model/allocation/**', scopes: ['read'] },
-    ],
-    ...settings,
-  }),
-);
-const { key } = await mintKey(testConfig(upstreamUrl, settings), 'profile', 'reader');
-const keygate = await startServer(
-  process.execPath,
-  ['--cpu-prof', `--cpu-prof-dir=${work}`, 'dist/cli.js', 'serve', '--config', configFile],
-  {
-    ready: /"listen":"[^"]*:(\d+)"/,
-    logFile: join(work, 'keygate.log'),
-  },
-);
+const started = await startKeygate({
+  work,
+  upstreamUrl,
+  redisUrl: redis.url,
+  routes: [
+    { name: 'allocation', methods: ['GET'], path: '/model/allocation/**', scopes: ['read'] },
+  ],
+  nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${work}`],
+});
+const keygate = started.server;
+const { key } = await mintKey(started.config, 'profile', 'reader');
 const url = `http://127.0.0.1:${keygate.port}${values.path}`;
 const tool = hasCommand('wrk') ? 'wrk' : 'autocannon';
 await load(url, { connections: 32, seconds: 2, tool, headers: { 'X-API-KEY': key } });

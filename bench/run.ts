@@ -13,11 +13,11 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { stringify } from 'yaml';
 import { generateKey } from '../src/keys/key-format.js';
 import { wrongSecretFor } from '../test/helpers/flood-worker.mjs';
-import { mintKey, testConfig } from '../test/helpers/gateway.js';
+import { mintKey } from '../test/helpers/gateway.js';
 import { RedisServer } from '../test/helpers/redis-server.js';
+import { startKeygate } from './lib/keygate.js';
 import {
   cpuSeconds,
   hasCommand,
@@ -75,20 +75,9 @@ const routes = [
   { name: 'allocation', methods: ['GET'], path: '/model/allocation/**', scopes: ['read'] },
   { name: 'big', methods: ['GET'], path: '/model/big', scopes: ['read'] },
 ];
-const settings = { store: { type: 'redis', redis: { url: redis.url } } };
-const configFile = join(work, 'keygate.yaml');
-writeFileSync(
-  configFile,
-  stringify({
-    listen: { host: '127.0.0.1', port: 0 },
-    ops: { host: '127.0.0.1', port: 0 },
-    upstream: { url: upstreamUrl, stripPrefix: '/model' },
-    routes,
-    ...settings,
-    log: { level: 'info' },
-  }),
-);
-const config = testConfig(upstreamUrl, settings);
+const started = await startKeygate({ work, upstreamUrl, redisUrl: redis.url, routes });
+const { config, opsPort } = started;
+const keygate = started.server;
 const valid = await mintKey(config, 'bench', 'reader');
 const victim = await mintKey(config, 'victim', 'reader');
 
@@ -113,15 +102,6 @@ const floodKeys = keysFile(
   Array.from({ length: 5000 }, () => wrongSecretFor(victim.id)),
 );
 
-const keygate = await startServer(
-  process.execPath,
-  ['dist/cli.js', 'serve', '--config', configFile],
-  {
-    ready: /"listen":"[^"]*:(\d+)","ops":"[^"]*:(\d+)"/,
-    logFile: join(work, 'keygate.log'),
-  },
-);
-const opsPort = Number(/"ops":"[^"]*:(\d+)"/.exec(keygate.readyLine)?.[1]);
 const bare = await startServer(process.execPath, [
   '--import',
   'tsx',

@@ -14,13 +14,13 @@ beforeAll(async () => {
   redis = await RedisServer.start();
   upstream = await RecordingUpstream.start();
   upstream.on('/slow', async (_req, res) => {
-    await new Promise((r) => setTimeout(r, 1500));
+    await new Promise((r) => setTimeout(r, 3000));
     res.end('late');
   });
   gw = await startGateway({
     config: testConfig(upstream.url, {
       store: { type: 'redis', redis: { url: redis.url } },
-      upstream: { timeout: '300ms' },
+      upstream: { timeout: '1s' },
     }),
   });
   const ops = await gw.app.listenOps(0, '127.0.0.1');
