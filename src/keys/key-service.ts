@@ -1,9 +1,9 @@
 import { KeygateError } from '../errors.js';
-import type { Clock } from '../shared/clock.js';
+import { type Clock, unixSeconds } from '../shared/clock.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
 import type { Hasher } from './hasher.js';
-import { generateKey } from './key-format.js';
+import { generateKey, isValidKeyId } from './key-format.js';
 import type { VerifyPool } from './verify-pool.js';
 
 export const ACCOUNT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -308,7 +308,7 @@ export class KeyService {
 
   private async requireKey(accountName: string, id: string): Promise<KeyRecord> {
     await this.requireAccount(accountName);
-    const key = /^[0-9A-Za-z]{12}$/.test(id) ? await this.deps.store.getKey(id) : null;
+    const key = isValidKeyId(id) ? await this.deps.store.getKey(id) : null;
     // A key of another account is reported exactly like a missing one.
     if (key === null || key.account !== accountName) {
       throw new KeygateError(
@@ -370,7 +370,7 @@ export class KeyService {
   }
 
   private now(): number {
-    return Math.floor(this.deps.clock.now() / 1000);
+    return unixSeconds(this.deps.clock);
   }
 }
 

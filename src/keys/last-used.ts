@@ -1,4 +1,4 @@
-import type { Clock } from '../shared/clock.js';
+import { type Clock, unixSeconds } from '../shared/clock.js';
 import type { KeyStore } from '../store/key-store.js';
 
 export interface LastUsedOptions {
@@ -30,7 +30,7 @@ export class LastUsedRecorder {
   }
 
   mark(keyId: string): void {
-    const now = Math.floor(this.options.clock.now() / 1000);
+    const now = unixSeconds(this.options.clock);
     const last = this.lastMarked.get(keyId);
     if (last !== undefined && now - last < this.options.intervalSeconds) return;
     this.lastMarked.set(keyId, now);
@@ -56,7 +56,7 @@ export class LastUsedRecorder {
   }
 
   private async write(): Promise<void> {
-    const now = Math.floor(this.options.clock.now() / 1000);
+    const now = unixSeconds(this.options.clock);
     // Forget keys not seen for an interval: the map stays as small as the set of active keys.
     for (const [id, at] of this.lastMarked) {
       if (now - at >= this.options.intervalSeconds && !this.pending.has(id))

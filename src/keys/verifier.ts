@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type ErrorCode, KeygateError } from '../errors.js';
+import { unixSeconds } from '../shared/clock.js';
 import { TtlCache } from '../shared/ttl-cache.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { KeyRecord } from '../store/key-store.js';
@@ -148,7 +149,7 @@ export class KeyVerifier {
     if (!matches) return this.refuse(digest, 'invalid_key', id);
 
     // Status is disclosed only to a caller who proved they hold the key.
-    const nowSeconds = Math.floor(clock.now() / 1000);
+    const nowSeconds = unixSeconds(clock);
     if (record.revokedAt > 0) return this.refuse(digest, 'revoked_key', id, record.account);
     if (record.expiresAt > 0 && record.expiresAt <= nowSeconds)
       return this.refuse(digest, 'expired_key', id, record.account);
