@@ -128,6 +128,9 @@ export class KeyVerifier {
   private async verifyUncached(id: string, key: string, digest: string): Promise<Principal> {
     const epoch = this.epoch;
     const { store, pool, hasher, clock } = this.options;
+    // Under a flood the pool is full: shed before the store read, so every refused request
+    // costs as little as possible and valid cached traffic keeps the event loop.
+    if (pool.saturated) throw pool.shedNow();
     this.stats.storeReads++;
     const record = await store.getKey(id);
     if (record === null) return this.refuse(digest, 'invalid_key', id);

@@ -24,15 +24,23 @@ export class VerifyPool {
     return this.active;
   }
 
+  /** True when a new job would be shed: callers can refuse before doing any other work. */
+  get saturated(): boolean {
+    return this.active >= this.concurrency && this.waiting.length >= this.maxQueue;
+  }
+
+  /** Counts and returns the refusal for a job that is not run (the caller saw `saturated`). */
+  shedNow(): KeygateError {
+    this.shed++;
+    return new KeygateError(
+      'verify_overloaded',
+      'too many key verifications in progress; retry shortly',
+    );
+  }
+
   async run<T>(job: () => Promise<T>): Promise<T> {
     if (this.active >= this.concurrency) {
-      if (this.waiting.length >= this.maxQueue) {
-        this.shed++;
-        throw new KeygateError(
-          'verify_overloaded',
-          'too many key verifications in progress; retry shortly',
-        );
-      }
+      if (this.waiting.length >= this.maxQueue) throw this.shedNow();
       await new Promise<void>((resolve) => {
         this.waiting.push(resolve);
         if (this.waiting.length > this.maxObservedQueue)

@@ -6,7 +6,9 @@ import { stringify } from 'yaml';
 import { captureLog } from './captured-logs.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'src/cli.ts');
+// The built CLI: children run exactly what ships (and start without a TypeScript loader,
+// whose source-map support makes every Error expensive). `npm test` builds first.
+const CLI = join(ROOT, 'dist/cli.js');
 
 export interface CliResult {
   code: number | null;
@@ -14,10 +16,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the real CLI in a child process (TypeScript through tsx, the same code as `dist/`). */
+/** Runs the real, built CLI in a child process. */
 export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((done, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    const child = spawn(process.execPath, [CLI, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -56,16 +58,12 @@ export interface ServeProcess {
 /** Starts `keygate serve` as its own process and waits for its "listening" log line. */
 export function spawnServe(configPath: string, env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
   return new Promise((done, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', CLI, 'serve', '--config', configPath],
-      {
-        cwd: ROOT,
-        // Port 0 for the ops listener unless a test says otherwise: replicas must not collide.
-        env: { ...process.env, KEYGATE_OPS_PORT: '0', ...env },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', configPath], {
+      cwd: ROOT,
+      // Port 0 for the ops listener unless a test says otherwise: replicas must not collide.
+      env: { ...process.env, KEYGATE_OPS_PORT: '0', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     const timer = setTimeout(
       () => reject(new Error(`keygate serve did not start:\n${out}`)),

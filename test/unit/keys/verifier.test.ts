@@ -189,6 +189,36 @@ describe('KeyVerifier', () => {
     expect([...(await verifier.verify(key)).scopes]).toEqual([]);
   });
 
+  it('sheds at once, without a store read, while the argon2 pool is saturated', async () => {
+    const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
+    const pool = new VerifyPool(1, 0);
+    const busy = new KeyVerifier({
+      store,
+      hasher,
+      pool,
+      clock,
+      prefix: 'kg',
+      roles: ROLES,
+      cacheTtlMs: 30_000,
+      negativeTtlMs: 10_000,
+      maxEntries: 100,
+    });
+    let release!: () => void;
+    const running = pool.run(
+      () =>
+        new Promise<void>((r) => {
+          release = r;
+        }),
+    );
+    const reads = store.reads;
+    expect(await codeOf(busy.verify(key))).toBe('verify_overloaded');
+    expect(store.reads).toBe(reads);
+    expect(pool.shed).toBe(1);
+    release();
+    await running;
+    await expect(busy.verify(key)).resolves.toBeDefined();
+  });
+
   it('store failure on a miss is store_unavailable, never a pass', async () => {
     const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     store.down = true;
