@@ -49,10 +49,12 @@ export function maskKeys(line: string): string {
 }
 
 /**
- * Makes a client-supplied string safe to log: anything shaped like a key is masked, and the
- * length is capped (clients sometimes paste keys into paths or query strings by mistake).
+ * Caps a client-supplied string for the log. Keys are masked *before* clipping: a key cut in
+ * half by the cap would no longer match the pattern, and its first half would be logged.
+ * Strings within the cap are left alone, since maskKeys masks every line as it is written.
  */
 export function scrubForLog(value: string, max = 512): string {
-  const clipped = value.length > max ? `${value.slice(0, max)}…` : value;
-  return clipped.replace(KEY_PATTERN, '[REDACTED]');
+  if (value.length <= max) return value;
+  const masked = value.replace(KEY_PATTERN, '[REDACTED]');
+  return masked.length > max ? `${masked.slice(0, max)}…` : masked;
 }

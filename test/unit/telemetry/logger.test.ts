@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { generateKey } from '../../../src/keys/key-format.js';
-import { accessLogger, createLogger, maskKeys } from '../../../src/telemetry/logger.js';
+import {
+  accessLogger,
+  createLogger,
+  maskKeys,
+  scrubForLog,
+} from '../../../src/telemetry/logger.js';
 import { LogSink } from '../../helpers/log-sink.js';
 
 describe('log redaction', () => {
@@ -46,6 +51,16 @@ describe('log redaction', () => {
     expect(sink.raw).toHaveLength(1);
     expect(sink.raw[0]).not.toContain(key);
     expect(sink.raw[0]).toContain('[REDACTED]');
+  });
+
+  it('scrubForLog masks a key before clipping, so a key across the cap leaves no half behind', () => {
+    const path = `/model/${'a'.repeat(480)}/${key}`; // the key straddles the 512-character cap
+    const scrubbed = scrubForLog(path);
+    expect(scrubbed.length).toBeLessThanOrEqual(513);
+    // 24 characters of the key fall inside the cap: prefix, id and the start of the secret.
+    expect(scrubbed).not.toContain(key.slice(0, 24));
+    expect(scrubbed).toContain('[REDACTED]');
+    expect(scrubForLog('/model/allocation')).toBe('/model/allocation');
   });
 
   it('maskKeys leaves ordinary text alone', () => {
