@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { KeygateError } from '../../../src/errors.js';
 import { generateKey } from '../../../src/keys/key-format.js';
 import { KeyService } from '../../../src/keys/key-service.js';
-import { type CacheEvent, KeyVerifier } from '../../../src/keys/verifier.js';
+import { type CacheEvent, KeyVerifier, type VerifierOptions } from '../../../src/keys/verifier.js';
 import { VerifyPool } from '../../../src/keys/verify-pool.js';
 import { MemoryKeyStore } from '../../../src/store/memory-key-store.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
@@ -24,16 +24,7 @@ beforeEach(async () => {
   clock = new FakeClock();
   events = [];
   const pool = new VerifyPool(2, 4);
-  verifier = new KeyVerifier({
-    store,
-    hasher,
-    pool,
-    clock,
-    prefix: 'kg',
-    roles: ROLES,
-    cacheTtlMs: 30_000,
-    negativeTtlMs: 10_000,
-    maxEntries: 100,
+  verifier = verifierWith(pool, {
     observer: { cacheEvent: (e) => events.push(e), verifyDuration: () => {} },
   });
   service = new KeyService({
@@ -48,6 +39,22 @@ beforeEach(async () => {
   });
   await service.createAccount(ACTOR, { name: 'ci', role: 'member' });
 });
+
+/** A verifier on this file's store, hasher and clock; tests vary the pool and the options. */
+function verifierWith(pool: VerifyPool, options: Partial<VerifierOptions> = {}): KeyVerifier {
+  return new KeyVerifier({
+    store,
+    hasher,
+    pool,
+    clock,
+    prefix: 'kg',
+    roles: ROLES,
+    cacheTtlMs: 30_000,
+    negativeTtlMs: 10_000,
+    maxEntries: 100,
+    ...options,
+  });
+}
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
   try {
@@ -192,17 +199,7 @@ describe('KeyVerifier', () => {
   it('sheds at once, without a store read, while the argon2 pool is saturated', async () => {
     const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
     const pool = new VerifyPool(1, 0);
-    const busy = new KeyVerifier({
-      store,
-      hasher,
-      pool,
-      clock,
-      prefix: 'kg',
-      roles: ROLES,
-      cacheTtlMs: 30_000,
-      negativeTtlMs: 10_000,
-      maxEntries: 100,
-    });
+    const busy = verifierWith(pool);
     let release!: () => void;
     const running = pool.run(
       () =>
@@ -236,17 +233,7 @@ describe('KeyVerifier', () => {
   });
 
   it('the cache is bounded by maxEntries', async () => {
-    const small = new KeyVerifier({
-      store,
-      hasher,
-      pool: new VerifyPool(2, 4),
-      clock,
-      prefix: 'kg',
-      roles: ROLES,
-      cacheTtlMs: 30_000,
-      negativeTtlMs: 10_000,
-      maxEntries: 3,
-    });
+    const small = verifierWith(new VerifyPool(2, 4), { maxEntries: 3 });
     const keys = await Promise.all(
       Array.from({ length: 5 }, () => service.createKey(ACTOR, 'ci', { description: 'd' })),
     );
