@@ -7,6 +7,7 @@ export const ERROR_STATUS = {
   invalid_path: 400,
   ambiguous_credentials: 400,
   credential_in_url: 400,
+  body_not_allowed: 400,
   missing_credentials: 401,
   invalid_key: 401,
   expired_key: 401,
@@ -16,15 +17,19 @@ export const ERROR_STATUS = {
   route_not_allowed: 403,
   not_found: 404,
   method_not_allowed: 405,
+  body_timeout: 408,
   payload_too_large: 413,
   unsupported_media_type: 415,
   conflict: 409,
   rate_limited: 429,
+  auth_throttled: 429,
+  too_many_inflight: 429,
   internal_error: 500,
   not_implemented: 501,
   upstream_unavailable: 502,
   store_unavailable: 503,
   verify_overloaded: 503,
+  upstream_saturated: 503,
   upstream_timeout: 504,
 } as const satisfies Record<string, number>;
 
@@ -35,6 +40,10 @@ const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = {
   store_unavailable: 2,
   verify_overloaded: 1,
   rate_limited: 1,
+  too_many_inflight: 1,
+  upstream_saturated: 1,
+  // The failure budget refills over its window; sooner retries are refused again.
+  auth_throttled: 30,
 };
 
 export class KeygateError extends Error {

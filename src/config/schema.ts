@@ -118,9 +118,24 @@ export const configSchema = z
         keepAliveTimeout: duration.default(65_000),
         /** On SIGTERM, how long in-flight requests may finish; under Kubernetes' 30 s grace. */
         drainTimeout: duration.default(25_000),
+        /**
+         * A request body that sends nothing for this long is cut off (408): a trickling body
+         * would otherwise hold an upstream connection for the whole request timeout.
+         */
+        bodyIdleTimeout: duration.default(15_000),
+        /** Requests one account may have in flight at once (429 beyond): no tenant holds the pool. */
+        maxInflightPerAccount: z.number().int().min(1).default(64),
       })
       .prefault({}),
-    ops: z.strictObject({ host: host.default('0.0.0.0'), port: port.default(9464) }).prefault({}),
+    ops: z
+      .strictObject({
+        // Loopback unless told otherwise: /metrics names accounts and their traffic.
+        host: host.default('127.0.0.1'),
+        port: port.default(9464),
+        /** When set, /metrics requires `Authorization: Bearer <contents of this file>`. */
+        metricsTokenFile: z.string().min(1).optional(),
+      })
+      .prefault({}),
     upstream: z.strictObject({
       url: z.string().refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), {
         message: 'expected an http:// or https:// URL',
@@ -132,6 +147,19 @@ export const configSchema = z
       connectTimeout: duration.default(5000),
       timeout: duration.default(300_000),
       connections: z.number().int().min(1).max(4096).default(128),
+      /** Requests that may wait for a free upstream connection; beyond it, 503 at once. */
+      queue: z.number().int().min(0).default(256),
+      /**
+       * More client headers never to forward, besides keygate's own list: names, or prefixes
+       * ending in "*" (e.g. "x-internal-*"). Compared case-insensitively, "_" read as "-".
+       */
+      dropHeaders: z
+        .array(
+          z
+            .string()
+            .regex(/^[A-Za-z0-9_-]+\*?$/, 'expected a header name or a prefix ending in "*"'),
+        )
+        .default([]),
     }),
     trustedProxies: z.array(cidr).default([]),
     store: z
@@ -162,6 +190,17 @@ export const configSchema = z
           .prefault({}),
         verifyConcurrency: z.number().int().min(1).max(64).default(2),
         verifyQueue: z.number().int().min(0).default(64),
+        /**
+         * argon2 verifications that may fail per key id and per client address within
+         * `window`; past it, further unproven attempts are refused (429) without argon2.
+         */
+        failureBudget: z
+          .strictObject({
+            perKeyId: z.number().int().min(1).default(10),
+            perAddress: z.number().int().min(1).default(30),
+            window: duration.default(60_000),
+          })
+          .prefault({}),
       })
       .prefault({}),
     roles: z
