@@ -106,7 +106,13 @@ export function createKeyServices(
     invalidate: async (event) => {
       options.onInvalidate?.(event);
       try {
-        await bus.publish(event);
+        const { receivers, confirmed } = await bus.publish(event);
+        if (confirmed < receivers) {
+          logger.warn(
+            { event, receivers, confirmed },
+            `${receivers - confirmed} of ${receivers} replicas did not confirm a cache invalidation in time; they may accept the old state for up to keys.cacheTtl`,
+          );
+        }
       } catch (err) {
         // The write itself succeeded; other replicas fall back to the cache TTL.
         logger.error(

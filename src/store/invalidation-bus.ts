@@ -1,11 +1,22 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Cluster, Redis } from 'ioredis';
 
 /** A write that may weaken cached verdicts: every replica must drop what it cached. */
 export type Invalidation = { kind: 'key'; id: string } | { kind: 'account'; name: string };
 
+/** What a publish achieved: how many replicas received the event, and how many confirmed it. */
+export interface PublishResult {
+  receivers: number;
+  confirmed: number;
+}
+
 export interface InvalidationBus {
-  publish(event: Invalidation): Promise<void>;
+  /**
+   * Resolves once every replica that received the event has dropped its cached verdicts
+   * (each confirms), or after a bounded wait: then `confirmed < receivers`.
+   */
+  publish(event: Invalidation): Promise<PublishResult>;
   /**
    * `onEvent` for each invalidation from any replica (this one included); `onResync` whenever
    * events may have been missed (the subscription reconnected), so the cache must be dropped.
@@ -18,8 +29,11 @@ export interface InvalidationBus {
 export class LocalInvalidationBus implements InvalidationBus {
   private readonly emitter = new EventEmitter();
 
-  async publish(event: Invalidation): Promise<void> {
+  async publish(event: Invalidation): Promise<PublishResult> {
+    // Listeners run synchronously: when emit returns, every one of them has applied it.
+    const receivers = this.emitter.listenerCount('event');
     this.emitter.emit('event', event);
+    return { receivers, confirmed: receivers };
   }
 
   async subscribe(onEvent: (event: Invalidation) => void): Promise<void> {
@@ -32,38 +46,89 @@ export class LocalInvalidationBus implements InvalidationBus {
 }
 
 export function parseInvalidation(message: string): Invalidation | undefined {
+  return parseMessage(message)?.event;
+}
+
+/** An event on the wire, with the id its publisher waits to see confirmed (absent from old replicas). */
+interface WireMessage {
+  event: Invalidation;
+  ack: string | undefined;
+}
+
+function parseMessage(message: string): WireMessage | undefined {
   try {
-    const event = JSON.parse(message) as Partial<Invalidation> & Record<string, unknown>;
-    if (event.kind === 'key' && typeof event.id === 'string') return { kind: 'key', id: event.id };
-    if (event.kind === 'account' && typeof event.name === 'string')
-      return { kind: 'account', name: event.name };
+    const raw = JSON.parse(message) as Record<string, unknown>;
+    const ack = typeof raw.ack === 'string' && raw.ack.length <= 64 ? raw.ack : undefined;
+    if (raw.kind === 'key' && typeof raw.id === 'string')
+      return { event: { kind: 'key', id: raw.id }, ack };
+    if (raw.kind === 'account' && typeof raw.name === 'string')
+      return { event: { kind: 'account', name: raw.name }, ack };
   } catch {
     // fall through: an unreadable message is treated as "something changed"
   }
   return undefined;
 }
 
+/** How long a publisher waits for every replica to confirm an invalidation. */
+export const DEFAULT_CONFIRM_TIMEOUT_MS = 2000;
+
+interface PendingConfirm {
+  needed: number;
+  got: number;
+  done: () => void;
+}
+
 /**
- * Redis pub/sub on one channel. The subscriber is its own connection (a subscribed connection
- * can do nothing else); ioredis re-subscribes after a reconnect, and every reconnect after the
- * first is reported as a resync, because messages sent while disconnected are lost.
+ * Redis pub/sub on one channel, with confirmations. The subscriber is its own connection (a
+ * subscribed connection can do nothing else); ioredis re-subscribes after a reconnect, and
+ * every reconnect after the first is reported as a resync, because messages sent while
+ * disconnected are lost.
+ *
+ * "Revocation means now" across replicas: PUBLISH answers how many subscribers received the
+ * event; each replica, once it has dropped its cached verdicts, publishes the event's id on
+ * `<channel>:ack`; `publish` resolves when that many confirmations arrived (or after
+ * `confirmTimeoutMs`). So when a revoke returns, every replica has already forgotten the key.
+ * On Redis Cluster, PUBLISH counts only the receivers on the node that ran it, so the wait
+ * there may end early; the cache TTL remains the bound for the rest.
  */
 export class RedisInvalidationBus implements InvalidationBus {
   private subscriber: Redis | Cluster | undefined;
+  private ackReady: Promise<void> | undefined;
+  private readonly pending = new Map<string, PendingConfirm>();
+  private readonly ackChannel: string;
 
   constructor(
     private readonly publisher: { publish(channel: string, message: string): Promise<number> },
     private readonly createSubscriber: () => Redis | Cluster,
     private readonly channel: string,
-  ) {}
+    private readonly confirmTimeoutMs = DEFAULT_CONFIRM_TIMEOUT_MS,
+  ) {
+    this.ackChannel = `${channel}:ack`;
+  }
 
-  async publish(event: Invalidation): Promise<void> {
-    await this.publisher.publish(this.channel, JSON.stringify(event));
+  async publish(event: Invalidation): Promise<PublishResult> {
+    // Confirmations are only seen once subscribed to them: subscribe first (the CLI, which
+    // never subscribes to events, gets a subscriber for confirmations here). Bounded: with
+    // Redis away the SUBSCRIBE waits in the offline queue, and the PUBLISH below fails fast.
+    await withTimeout(this.listenForAcks(), this.confirmTimeoutMs);
+    const ack = randomUUID();
+    let done = () => {};
+    const confirmed = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const entry: PendingConfirm = { needed: 0, got: 0, done };
+    this.pending.set(ack, entry);
+    try {
+      entry.needed = await this.publisher.publish(this.channel, JSON.stringify({ ...event, ack }));
+      if (entry.got < entry.needed) await withTimeout(confirmed, this.confirmTimeoutMs);
+      return { receivers: entry.needed, confirmed: Math.min(entry.got, entry.needed) };
+    } finally {
+      this.pending.delete(ack);
+    }
   }
 
   async subscribe(onEvent: (event: Invalidation) => void, onResync: () => void): Promise<void> {
-    const subscriber = this.createSubscriber();
-    this.subscriber = subscriber;
+    const subscriber = this.ensureSubscriber();
     let connectedBefore = false;
     subscriber.on('ready', () => {
       if (connectedBefore) onResync();
@@ -71,20 +136,24 @@ export class RedisInvalidationBus implements InvalidationBus {
     });
     subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
-      const event = parseInvalidation(message);
-      if (event) onEvent(event);
+      const parsed = parseMessage(message);
+      if (parsed) onEvent(parsed.event);
       else onResync();
+      // Confirm only after the verdicts are gone (onEvent/onResync are synchronous).
+      if (parsed?.ack !== undefined)
+        this.publisher.publish(this.ackChannel, parsed.ack).catch(() => {});
     });
-    // Errors surface through reconnects; the listener keeps ioredis from printing them.
-    subscriber.on('error', () => {});
     // Not awaited: with Redis down at start the SUBSCRIBE waits in the offline queue and goes
     // out on connect; start-up must not hang on it.
     subscriber.subscribe(this.channel).catch(() => {});
+    void this.listenForAcks().catch(() => {});
   }
 
   async close(): Promise<void> {
     const subscriber = this.subscriber;
     this.subscriber = undefined;
+    this.ackReady = undefined;
+    for (const entry of this.pending.values()) entry.done();
     if (!subscriber) return;
     try {
       await subscriber.quit();
@@ -92,4 +161,46 @@ export class RedisInvalidationBus implements InvalidationBus {
       subscriber.disconnect();
     }
   }
+
+  private ensureSubscriber(): Redis | Cluster {
+    if (this.subscriber) return this.subscriber;
+    const subscriber = this.createSubscriber();
+    this.subscriber = subscriber;
+    // Errors surface through reconnects; the listener keeps ioredis from printing them.
+    subscriber.on('error', () => {});
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.ackChannel) return;
+      const entry = this.pending.get(message);
+      if (entry === undefined) return;
+      entry.got++;
+      if (entry.needed > 0 && entry.got >= entry.needed) entry.done();
+    });
+    return subscriber;
+  }
+
+  private listenForAcks(): Promise<void> {
+    this.ackReady ??= this.ensureSubscriber()
+      .subscribe(this.ackChannel)
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.ackReady = undefined; // try again with the next publish
+          throw err;
+        },
+      );
+    return this.ackReady;
+  }
+}
+
+/** Waits for `promise` at most `ms`; never rejects (a late or failed subscribe only means fewer confirmations). */
+async function withTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    promise.catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
 }
