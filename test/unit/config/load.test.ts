@@ -44,8 +44,13 @@ describe('parseConfig', () => {
       requestTimeout: 300_000,
       keepAliveTimeout: 65_000,
       drainTimeout: 25_000,
+      bodyIdleTimeout: 15_000,
+      maxInflightPerAccount: 64,
     });
-    expect(config.ops.port).toBe(9464);
+    expect(config.ops).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(config.upstream.queue).toBe(256);
+    expect(config.upstream.dropHeaders).toEqual([]);
+    expect(config.keys.failureBudget).toEqual({ perKeyId: 10, perAddress: 30, window: 60_000 });
     expect(config.upstream.timeout).toBe(300_000);
     expect(config.store.type).toBe('file');
     expect(config.keys.argon2).toEqual({ memoryCost: 19456, timeCost: 2, parallelism: 1 });
