@@ -194,19 +194,26 @@ function matchTemplate(template: string, path: string): Record<string, string> |
 
 /**
  * Picks the route for a method and a path relative to ADMIN_API_PREFIX: 404 when no template
- * fits, 405 (with the allowed methods) when only the method is wrong, 404 when a parameter
- * does not match its pattern. Parameters it returns always match theirs.
+ * fits or a parameter does not match its pattern (no such resource can exist, whatever the
+ * method), 405 with the allowed methods when only the method is wrong. Parameters it returns
+ * always match their patterns.
  */
 export function routeAdmin(
   method: string,
   relative: string,
 ): { route: AdminRoute; params: RouteParams } {
   const candidates: Array<{ route: AdminRoute; params: Record<string, string> }> = [];
+  let refusal: KeygateError | undefined;
   for (const route of ADMIN_ROUTES) {
     const params = matchTemplate(route.path, relative);
-    if (params !== undefined) candidates.push({ route, params });
+    if (params === undefined) continue;
+    const bad = badParam(route, params);
+    if (bad === undefined) candidates.push({ route, params });
+    else refusal ??= bad;
   }
-  if (candidates.length === 0) throw new KeygateError('not_found', 'no such keygate API endpoint');
+  if (candidates.length === 0) {
+    throw refusal ?? new KeygateError('not_found', 'no such keygate API endpoint');
+  }
   const hit = candidates.find(
     (c) => c.route.method === method || (method === 'HEAD' && c.route.method === 'GET'),
   );
@@ -216,13 +223,17 @@ export function routeAdmin(
       new KeygateError('method_not_allowed', `${method} is not allowed here`),
     );
   }
-  for (const [key, value] of Object.entries(hit.params)) {
-    const check = PARAM_CHECKS.get(key);
-    // A template parameter without a check would reach KeyService unchecked: refuse it all.
-    if (check === undefined) throw new Error(`admin route ${hit.route.path}: unchecked {${key}}`);
-    if (!check.test(value)) throw new KeygateError('not_found', check.what);
-  }
   return { route: hit.route, params: Object.freeze(hit.params) };
+}
+
+function badParam(route: AdminRoute, params: Record<string, string>): KeygateError | undefined {
+  for (const [key, value] of Object.entries(params)) {
+    const check = PARAM_CHECKS.get(key);
+    // A template parameter without a check would reach KeyService unchecked: fail loudly.
+    if (check === undefined) throw new Error(`admin route ${route.path}: unchecked {${key}}`);
+    if (!check.test(value)) return new KeygateError('not_found', check.what);
+  }
+  return undefined;
 }
 
 /** A 405 and the methods the path does allow, for the Allow header. */
