@@ -61,6 +61,13 @@ const segment = fc.oneof(
   fc.string({ maxLength: 12 }),
   fc.string({ unit: 'binary', maxLength: 6 }),
 );
+// Half the paths are real templates with hostile parameters, where the bugs live.
+const target = fc.oneof(
+  fc
+    .tuple(fc.constantFrom(...ADMIN_ROUTES.map((r) => r.path)), segment, segment)
+    .map(([path, name, id]) => path.replace('{name}', name).replace('{id}', id)),
+  fc.array(segment, { maxLength: 7 }).map((s) => `/${s.join('/')}`),
+);
 const method = fc.oneof(
   fc.constantFrom('GET', 'HEAD', 'POST', 'PATCH', 'DELETE', 'PUT', 'OPTIONS', 'TRACE'),
   fc.constantFrom('__proto__', 'constructor', 'get', 'Get'),
@@ -114,8 +121,7 @@ describe('admin router', () => {
 
   it('property: any path and method → a route whose params match their patterns, or 404/405', () => {
     fc.assert(
-      fc.property(method, fc.array(segment, { maxLength: 7 }), (m, segments) => {
-        const path = `/${segments.join('/')}`;
+      fc.property(method, target, (m, path) => {
         const o = outcome(m, path);
         if (o.kind === 'thrown') throw o.err;
         if (o.kind === 'status') {
