@@ -324,8 +324,17 @@ function table(header: string[], rows: string[][]): void {
   }
 }
 
+/**
+ * Renders a stored time. Never throws: a record may hold a value written before expiries were
+ * bounded (or by hand), and one odd key must not stop `keys list` from showing the others.
+ */
 function time(seconds: number): string {
-  return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
+  const date = new Date(seconds * 1000);
+  // Outside ±8.64e15 ms a Date is invalid and toISOString throws; past year 9999 it is not RFC 3339.
+  if (!Number.isFinite(date.getTime()) || date.getUTCFullYear() > 9999 || seconds < 0) {
+    return `${String(seconds)} (Unix seconds)`;
+  }
+  return date.toISOString().replace('.000Z', 'Z');
 }
 
 function parseExpiry(values: Values): number | undefined {

@@ -1,7 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { KeygateError } from '../errors.js';
-import type { Actor, KeyService } from '../keys/key-service.js';
+import { isValidKeyId } from '../keys/key-format.js';
+import {
+  ACCOUNT_NAME,
+  type Actor,
+  type KeyService,
+  MAX_EXPIRES_AT,
+  MAX_GRACE_SECONDS,
+} from '../keys/key-service.js';
 import type { Principal } from '../keys/principal.js';
 import openapi from './openapi.json' with { type: 'json' };
 import { readJsonBody } from './read-json-body.js';
@@ -23,14 +30,27 @@ const updateAccountBody = z
   .refine((b) => Object.keys(b).length > 0, 'expected at least one of role, description, disabled');
 const createKeyBody = z.strictObject({
   description: z.string(),
-  expires_at: z.number().int().min(0).optional(),
+  expires_at: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_EXPIRES_AT, `expected Unix seconds up to ${MAX_EXPIRES_AT} (9999-12-31T23:59:59Z)`)
+    .optional(),
   scopes: z.array(z.string()).optional(),
 });
-const rotateBody = z.strictObject({ grace_seconds: z.number().int().min(0).optional() });
+const rotateBody = z.strictObject({
+  grace_seconds: z.number().int().min(0).max(MAX_GRACE_SECONDS).optional(),
+});
+
+/**
+ * Path parameters, already checked against their patterns by the router: `name` is an account
+ * name, `id` a key id. Null-prototype, so no template or client string meets Object.prototype.
+ */
+export type RouteParams = Readonly<Record<string, string>>;
 
 interface AdminRequest {
   req: IncomingMessage;
-  params: Record<string, string>;
+  params: RouteParams;
   actor: Actor;
   keys: KeyService;
 }
@@ -141,18 +161,89 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   },
 ];
 
+/**
+ * What a path parameter must look like. The path is already normalised (unreserved characters
+ * decoded, everything else left as "%XX"), and both patterns are unreserved characters only,
+ * so a parameter is compared as it stands: nothing is decoded here, so no malformed escape can
+ * throw, and anything else ("%C0", "%2e", "Ab_c") is simply no such resource.
+ */
+const PARAM_CHECKS: ReadonlyMap<string, { test(value: string): boolean; what: string }> = new Map([
+  [
+    'name',
+    {
+      test: (value: string) => ACCOUNT_NAME.test(value),
+      what: 'no such service account (names are 1-63 lower-case letters, digits or "-")',
+    },
+  ],
+  ['id', { test: isValidKeyId, what: 'no such key (key ids are 12 letters or digits)' }],
+]);
+
 function matchTemplate(template: string, path: string): Record<string, string> | undefined {
   const want = template.split('/');
   const got = path.split('/');
   if (want.length !== got.length) return undefined;
-  const params: Record<string, string> = {};
+  const params: Record<string, string> = Object.create(null);
   for (let i = 0; i < want.length; i++) {
     const w = want[i] as string;
     const g = got[i] as string;
-    if (w.startsWith('{') && w.endsWith('}')) params[w.slice(1, -1)] = decodeURIComponent(g);
+    if (w.startsWith('{') && w.endsWith('}')) params[w.slice(1, -1)] = g;
     else if (w !== g) return undefined;
   }
   return params;
+}
+
+/**
+ * Picks the route for a method and a path relative to ADMIN_API_PREFIX: 404 when no template
+ * fits or a parameter does not match its pattern (no such resource can exist, whatever the
+ * method), 405 with the allowed methods when only the method is wrong. Parameters it returns
+ * always match their patterns.
+ */
+export function routeAdmin(
+  method: string,
+  relative: string,
+): { route: AdminRoute; params: RouteParams } {
+  const candidates: Array<{ route: AdminRoute; params: Record<string, string> }> = [];
+  let refusal: KeygateError | undefined;
+  for (const route of ADMIN_ROUTES) {
+    const params = matchTemplate(route.path, relative);
+    if (params === undefined) continue;
+    const bad = badParam(route, params);
+    if (bad === undefined) candidates.push({ route, params });
+    else refusal ??= bad;
+  }
+  if (candidates.length === 0) {
+    throw refusal ?? new KeygateError('not_found', 'no such keygate API endpoint');
+  }
+  const hit = candidates.find(
+    (c) => c.route.method === method || (method === 'HEAD' && c.route.method === 'GET'),
+  );
+  if (!hit) {
+    throw new AdminMethodError(
+      candidates.map((c) => c.route.method),
+      new KeygateError('method_not_allowed', `${method} is not allowed here`),
+    );
+  }
+  return { route: hit.route, params: Object.freeze(hit.params) };
+}
+
+function badParam(route: AdminRoute, params: Record<string, string>): KeygateError | undefined {
+  for (const [key, value] of Object.entries(params)) {
+    const check = PARAM_CHECKS.get(key);
+    // A template parameter without a check would reach KeyService unchecked: fail loudly.
+    if (check === undefined) throw new Error(`admin route ${route.path}: unchecked {${key}}`);
+    if (!check.test(value)) return new KeygateError('not_found', check.what);
+  }
+  return undefined;
+}
+
+/** A 405 and the methods the path does allow, for the Allow header. */
+export class AdminMethodError extends Error {
+  constructor(
+    readonly allow: readonly string[],
+    readonly error: KeygateError,
+  ) {
+    super(error.message);
+  }
 }
 
 /** Serves one admin request; `path` is already normalised and starts with ADMIN_API_PREFIX. */
@@ -166,22 +257,24 @@ export async function handleAdmin(
 ): Promise<void> {
   const relative = path.slice(ADMIN_API_PREFIX.length) || '/';
   const method = req.method ?? 'GET';
-  const candidates = ADMIN_ROUTES.map((route) => ({
-    route,
-    params: matchTemplate(route.path, relative),
-  })).filter((c) => c.params !== undefined);
-  if (candidates.length === 0) throw new KeygateError('not_found', 'no such keygate API endpoint');
-  const hit = candidates.find(
-    (c) => c.route.method === method || (method === 'HEAD' && c.route.method === 'GET'),
-  );
-  if (!hit) {
-    res.setHeader('allow', candidates.map((c) => c.route.method).join(', '));
-    throw new KeygateError('method_not_allowed', `${method} is not allowed here`);
+  let hit: ReturnType<typeof routeAdmin>;
+  try {
+    hit = routeAdmin(method, relative);
+  } catch (err) {
+    if (!(err instanceof AdminMethodError)) throw err;
+    res.setHeader('allow', err.allow.join(', '));
+    throw err.error;
   }
   const answer = await hit.route.handle({
     req,
-    params: hit.params as Record<string, string>,
-    actor: { kind: 'key', account: principal.account, keyId: principal.keyId },
+    params: hit.params,
+    // The principal's effective scopes bound whatever this request may grant (invariant 3).
+    actor: {
+      kind: 'key',
+      account: principal.account,
+      keyId: principal.keyId,
+      scopes: principal.scopes,
+    },
     keys,
   });
   if (answer.body === undefined) {

@@ -2,12 +2,15 @@ import type { IncomingMessage } from 'node:http';
 import type { z } from 'zod';
 import { formatPath } from '../config/load.js';
 import { KeygateError } from '../errors.js';
+import { duplicateKeyPath, forbiddenKeyPath } from './json-key-checks.js';
 
 export const MAX_ADMIN_BODY_BYTES = 16 * 1024;
 
 /**
  * Reads and validates a JSON body: 415 unless it is JSON, 413 past the limit (checked before
- * and while reading), 400 naming the field for anything the schema refuses. An absent body
+ * and while reading), 400 naming the field for anything the schema refuses, for a member named
+ * like an Object property (`__proto__`, `constructor`, `prototype`) at any depth, and for a
+ * member repeated within one object. An absent body
  * counts as `{}` so optional-only bodies (rotate) may be omitted.
  */
 export async function readJsonBody<T extends z.ZodType>(
@@ -33,10 +36,19 @@ export async function readJsonBody<T extends z.ZodType>(
       if (size > MAX_ADMIN_BODY_BYTES) throw tooLarge();
       chunks.push(chunk as Buffer);
     }
+    const text = Buffer.concat(chunks).toString('utf8');
     try {
-      value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      value = JSON.parse(text);
     } catch {
       throw new KeygateError('bad_request', 'body: malformed JSON');
+    }
+    const forbidden = forbiddenKeyPath(value);
+    if (forbidden !== undefined) {
+      throw new KeygateError('bad_request', `${formatPath(forbidden)}: unknown field`);
+    }
+    const duplicate = duplicateKeyPath(text);
+    if (duplicate !== undefined) {
+      throw new KeygateError('bad_request', `${formatPath(duplicate)}: duplicate field`);
     }
   }
   const result = schema.safeParse(value);

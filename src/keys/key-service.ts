@@ -11,6 +11,13 @@ export const MAX_DESCRIPTION = 200;
 export const DEFAULT_GRACE_SECONDS = 86_400;
 /** A rotation grace longer than this is almost certainly a unit mistake. */
 export const MAX_GRACE_SECONDS = 90 * 86_400;
+/**
+ * The latest expiry a key may carry: 9999-12-31T23:59:59Z, the last second RFC 3339 (and so
+ * the API, the CLI and every log line) can write. Anything later is a unit mistake
+ * (milliseconds for seconds) and would not render; a key meant never to expire uses 0.
+ * A fixed bound rather than "now + N years" keeps validation independent of the clock.
+ */
+export const MAX_EXPIRES_AT = 253_402_300_799;
 
 /** What both the key service and the verifier are built from. */
 export interface KeyDeps {
@@ -22,8 +29,14 @@ export interface KeyDeps {
   roles: Readonly<Record<string, readonly string[]>>;
 }
 
-/** Who asked: an admin key over HTTP, or an operator at the CLI. */
-export type Actor = { kind: 'key'; account: string; keyId: string } | { kind: 'cli'; user: string };
+/**
+ * Who asked: an admin key over HTTP, or an operator at the CLI. A key actor carries its
+ * effective scopes, because whatever it grants is bounded by them (DESIGN §12, invariant 3).
+ * The CLI actor is not bounded: it already holds the store itself.
+ */
+export type Actor =
+  | { kind: 'key'; account: string; keyId: string; scopes: ReadonlySet<string> }
+  | { kind: 'cli'; user: string };
 
 export interface AuditEntry {
   actor: Actor;
@@ -103,6 +116,7 @@ export class KeyService {
     return this.audited(actor, 'account.create', input.name, async () => {
       checkName(input.name);
       this.checkRole(input.role);
+      this.bound(actor, this.roleScopes(input.role), `role "${input.role}"`);
       const now = this.now();
       const account: AccountRecord = {
         name: input.name,
@@ -137,6 +151,17 @@ export class KeyService {
       const description =
         input.description === undefined ? undefined : checkDescription(input.description, false);
       const before = await this.requireAccount(name);
+      if (input.role !== undefined) {
+        this.bound(actor, this.roleScopes(input.role), `role "${input.role}"`);
+      }
+      // Enabling an account hands its role's rights back to every key of it, so it is a grant
+      // too. Checked on every `disabled: false`, not only when the account is disabled now: the
+      // account record has no generation to compare, and a disable racing this write must not
+      // turn a harmless no-op into a re-enable the actor could not have asked for.
+      if (input.disabled === false) {
+        const role = input.role ?? before.role;
+        this.bound(actor, this.roleScopes(role), `enabling an account with role "${role}"`);
+      }
       const updated = await this.deps.store.updateAccount(name, {
         ...(input.role !== undefined ? { role: input.role } : {}),
         ...(description !== undefined ? { description } : {}),
@@ -153,6 +178,8 @@ export class KeyService {
 
   deleteAccount(actor: Actor, name: string): Promise<void> {
     return this.audited(actor, 'account.delete', name, async () => {
+      // The name becomes a store key: a malformed one is a missing account, never a store call.
+      if (!ACCOUNT_NAME.test(name)) throw missingAccount(name);
       await this.deps.store.deleteAccount(name);
       await this.deps.invalidate({ kind: 'account', name });
     });
@@ -164,6 +191,9 @@ export class KeyService {
       const expiresAt = this.checkExpiry(input.expiresAt ?? 0);
       const account = await this.requireAccount(accountName);
       const scopes = this.checkScopes(account, input.scopes);
+      // Refused rather than silently narrowed: a key that quietly lacks what was asked for
+      // fails later, far from the cause.
+      this.bound(actor, scopes ?? this.roleScopes(account.role), 'the new key');
       const record = await this.newKeyRecord(account.name, description, scopes, expiresAt);
       await this.deps.store.createKey(record.record);
       return record.issued;
@@ -227,6 +257,9 @@ export class KeyService {
         );
       }
       const scopes = old.scopes === null ? null : this.checkScopes(account, old.scopes);
+      // The replacement is a fresh key with the old one's rights: a narrowed admin must not
+      // turn a wider key it does not hold into a new one it now does.
+      this.bound(actor, scopes ?? this.roleScopes(account.role), 'the replacement key');
       const { record, issued } = await this.newKeyRecord(
         account.name,
         old.description,
@@ -301,8 +334,7 @@ export class KeyService {
 
   private async requireAccount(name: string): Promise<AccountRecord> {
     const account = ACCOUNT_NAME.test(name) ? await this.deps.store.getAccount(name) : null;
-    if (account === null)
-      throw new KeygateError('not_found', `service account "${name}" does not exist`);
+    if (account === null) throw missingAccount(name);
     return account;
   }
 
@@ -311,12 +343,33 @@ export class KeyService {
     const key = isValidKeyId(id) ? await this.deps.store.getKey(id) : null;
     // A key of another account is reported exactly like a missing one.
     if (key === null || key.account !== accountName) {
+      const shown = isValidKeyId(id) ? id : `(a malformed id of ${id.length} characters)`;
       throw new KeygateError(
         'not_found',
-        `key ${id} does not exist for service account "${accountName}"`,
+        `key ${shown} does not exist for service account "${accountName}"`,
       );
     }
     return key;
+  }
+
+  /**
+   * Invariant 3: a key actor grants only scopes it holds. `what` names the grant in the
+   * message; the message lists the missing scopes and nothing secret.
+   */
+  private bound(actor: Actor, granted: readonly string[], what: string): void {
+    if (actor.kind !== 'key') return;
+    const missing = [...new Set(granted)].filter((s) => !actor.scopes.has(s));
+    if (missing.length > 0) {
+      throw new KeygateError(
+        'insufficient_scope',
+        `${what} would grant ${missing.join(', ')}, which the acting key does not hold; an admin key can grant only its own scopes`,
+      );
+    }
+  }
+
+  /** Own properties only: a role name from a body or the store is never an Object.prototype key. */
+  private roleScopes(role: string): readonly string[] {
+    return Object.hasOwn(this.deps.roles, role) ? (this.deps.roles[role] ?? []) : [];
   }
 
   private checkRole(role: string): void {
@@ -329,8 +382,11 @@ export class KeyService {
   }
 
   private checkExpiry(expiresAt: number): number {
-    if (!Number.isInteger(expiresAt) || expiresAt < 0) {
-      throw new KeygateError('bad_request', 'expires_at: expected Unix seconds (0 = never)');
+    if (!Number.isSafeInteger(expiresAt) || expiresAt < 0 || expiresAt > MAX_EXPIRES_AT) {
+      throw new KeygateError(
+        'bad_request',
+        `expires_at: expected Unix seconds from now to ${MAX_EXPIRES_AT} (9999-12-31T23:59:59Z), or 0 = never`,
+      );
     }
     if (expiresAt !== 0 && expiresAt <= this.now()) {
       throw new KeygateError('bad_request', 'expires_at: must be in the future');
@@ -343,7 +399,7 @@ export class KeyService {
     scopes: readonly string[] | undefined,
   ): string[] | null {
     if (scopes === undefined) return null;
-    const allowed = this.deps.roles[account.role] ?? [];
+    const allowed = this.roleScopes(account.role);
     const unique = [...new Set(scopes)];
     const extra = unique.filter((s) => !allowed.includes(s));
     if (extra.length > 0) {
@@ -390,6 +446,14 @@ function accountView(a: AccountRecord): AccountView {
     created_at: a.createdAt,
     updated_at: a.updatedAt,
   };
+}
+
+function missingAccount(name: string): KeygateError {
+  // A malformed name is echoed only as its length: it may be anything a client typed.
+  const shown = ACCOUNT_NAME.test(name)
+    ? `"${name}"`
+    : `(a malformed name of ${name.length} characters)`;
+  return new KeygateError('not_found', `service account ${shown} does not exist`);
 }
 
 function checkName(name: string): void {
