@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { wrongSecretFor } from '../helpers/flood-worker.mjs';
+import { flood, wrongSecretFor } from '../helpers/flood-worker.mjs';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
 import { type HttpResult, send } from '../helpers/http.js';
 import { RedisServer } from '../helpers/redis-server.js';
@@ -139,5 +139,17 @@ describe('forged keys against a real store', () => {
     const other = await getFrom('127.0.0.3', wrongSecretFor(ids[11] as string));
     expect(other.json.error).toBe('invalid_key');
     expect(argon2Calls() - before).toBe(9);
+  });
+
+  it('a concurrent flood of forged keys for an active id: argon2 bounded by the budget, never allowed', async () => {
+    clock.advance(60_001);
+    const victim = await gw.issue('flooded', 'reader');
+    const before = argon2Calls();
+    const statuses = await flood(gw.url, victim.id, 100);
+    const ran = argon2Calls() - before;
+    expect(ran).toBeLessThanOrEqual(5);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(ran);
+    expect(statuses.every((s) => s === 401 || s === 429 || s === 503)).toBe(true);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(90);
   });
 });
