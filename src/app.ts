@@ -176,6 +176,11 @@ export function createApp(deps: AppDeps): App {
     cacheTtlMs: config.keys.cacheTtl,
     negativeTtlMs: config.keys.negativeCacheTtl,
     maxEntries: config.keys.cacheMaxEntries,
+    failureBudget: {
+      perKeyId: config.keys.failureBudget.perKeyId,
+      perAddress: config.keys.failureBudget.perAddress,
+      windowMs: config.keys.failureBudget.window,
+    },
     observer: {
       cacheEvent: (event) => metrics.keyCacheEvents.inc({ event }),
       verifyDuration: (seconds) => metrics.keyVerifyDuration.observe(seconds),

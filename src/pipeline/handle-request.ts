@@ -61,7 +61,7 @@ export function createRequestHandler(deps: PipelineDeps) {
     try {
       const credential = extractCredential(req.rawHeaders);
       ctx.credentialSource = credential.source;
-      const principal = await verifier.verify(credential.key);
+      const principal = await verifier.verify(credential.key, { clientAddress: ctx.remoteAddress });
       ctx.principal = principal;
       deps.lastUsed.mark(principal.keyId);
 
