@@ -84,7 +84,7 @@ function attempt(target: string): ReturnType<typeof normaliseTarget> | undefined
 
 const RUNS = { numRuns: 3000 };
 
-describe('normaliseTarget properties', () => {
+describe('normaliseTarget properties', { timeout: 60_000 }, () => {
   it('refuses, or yields a path with no dot segment, no "//" and no encoded dot, slash, "%" or control', () => {
     fc.assert(
       fc.property(path, query, (p, q) => {
