@@ -140,12 +140,10 @@ describe('extractCredential properties', { timeout: 60_000 }, () => {
     const raw = fc.tuple(others, credential, fc.nat()).chain(([names, cred, at]) => {
       const all = [...names];
       all.splice(at % (names.length + 1), 0, cred);
-      return fc
-        .tuple(...all.map((_n, i) => valueFor(i)))
-        .map((values) => ({
-          raw: all.flatMap((n, i) => [n, values[i] as string]),
-          at: at % (names.length + 1),
-        }));
+      return fc.tuple(...all.map((_n, i) => valueFor(i))).map((values) => ({
+        raw: all.flatMap((n, i) => [n, values[i] as string]),
+        at: at % (names.length + 1),
+      }));
     });
     fc.assert(
       fc.property(raw, ({ raw, at }) => {
