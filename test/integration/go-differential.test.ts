@@ -21,7 +21,11 @@ const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 let dir: string;
 let go: GoUpstream;
 let gw: Gateway;
+/** The same, with an upstream URL that has a path: forwarded = "/agg" + (path minus /model). */
+let based: Gateway;
+const BASE = '/agg';
 let key: string;
+let basedKey: string;
 /** How many requests Go has answered; each forwarded request must be exactly the next one. */
 let goCount = 0;
 const tally = { forwarded: 0, refused: 0 };
@@ -29,9 +33,9 @@ const tally = { forwarded: 0, refused: 0 };
 beforeAll(async () => {
   go = await GoUpstream.start();
   dir = await mkdtemp(join(tmpdir(), 'keygate-go-diff-'));
-  gw = await startGateway({
-    config: testConfig(go.url, {
-      store: { type: 'file', file: { path: join(dir, 'keygate.json') } },
+  const config = (upstreamUrl: string, file: string) =>
+    testConfig(upstreamUrl, {
+      store: { type: 'file', file: { path: join(dir, file) } },
       keys: { argon2: { memoryCost: 4096, timeCost: 1 } },
       // First match wins: /model/etl/** needs admin, everything else under /model is open to
       // readers, so most targets are allowed and the comparison has something to compare.
@@ -39,13 +43,16 @@ beforeAll(async () => {
         { name: 'etl', methods: ALL_METHODS, path: `${PREFIX}/etl/**`, scopes: ['admin'] },
         { name: 'model', methods: ALL_METHODS, path: `${PREFIX}/**`, scopes: ['read'] },
       ],
-    }),
-  });
+    });
+  gw = await startGateway({ config: config(go.url, 'keygate.json') });
   key = (await gw.issue('dash', 'reader')).key;
+  based = await startGateway({ config: config(`${go.url}${BASE}`, 'based.json') });
+  basedKey = (await based.issue('dash', 'reader')).key;
 }, 180_000);
 
 afterAll(async () => {
   await gw?.close();
+  await based?.close();
   await go?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -70,10 +77,11 @@ function stripPrefix(path: string): string {
   return path.startsWith(`${PREFIX}/`) ? path.slice(PREFIX.length) : path;
 }
 
-async function probe(method: string, target: string): Promise<HttpResult> {
+async function probe(method: string, target: string, base = ''): Promise<HttpResult> {
+  const [port, k] = base === '' ? [gw.port, key] : [based.port, basedKey];
   return rawHttp(
-    gw.port,
-    `${method} ${target} HTTP/1.1\r\nHost: keygate.test\r\nX-API-KEY: ${key}\r\nConnection: close`,
+    port,
+    `${method} ${target} HTTP/1.1\r\nHost: keygate.test\r\nX-API-KEY: ${k}\r\nConnection: close`,
   );
 }
 
@@ -100,7 +108,12 @@ function goSeen(res: HttpResult): Partial<GoSeen> {
 }
 
 /** The differential check for one request; returns whether Go saw it. */
-function judge(method: string, target: string, res: HttpResult): 'forwarded' | 'refused' {
+function judge(
+  method: string,
+  target: string,
+  res: HttpResult,
+  base = '',
+): 'forwarded' | 'refused' {
   const seen = goSeen(res) as GoSeen;
   if (method !== 'HEAD' && seen.go !== true) {
     // Refused by keygate (or by node's parser in front of it): a client error, never a 5xx.
@@ -128,7 +141,7 @@ function judge(method: string, target: string, res: HttpResult): 'forwarded' | '
   // keygate accepted this target, so its normalisation must accept it too: that path is the
   // one the route table matched (handle-request.ts routes on normaliseTarget(req.url).path).
   const authorised = normaliseTarget(target);
-  const forwardedPath = stripPrefix(authorised.path);
+  const forwardedPath = base + stripPrefix(authorised.path);
   expect(seen.method).toBe(method);
   // What keygate forwarded is the authorised path, byte for byte, and the query untouched.
   expect(Buffer.from(seen.requestURIHex, 'hex').toString('latin1')).toBe(
@@ -139,7 +152,7 @@ function judge(method: string, target: string, res: HttpResult): 'forwarded' | '
   expect(seen.pathHex).toBe(decodeOnce(forwardedPath).toString('hex'));
   // …which is also the decoding of what the client sent (an oracle independent of keygate).
   const clientPath = target.split('?')[0] as string;
-  expect(seen.pathHex).toBe(decodeOnce(stripPrefix(clientPath)).toString('hex'));
+  expect(seen.pathHex).toBe(decodeOnce(base + stripPrefix(clientPath)).toString('hex'));
   // …and is valid UTF-8, so a Go handler that reads it as text sees what was authorised.
   const bytes = Buffer.from(seen.pathHex, 'hex');
   expect(
@@ -148,11 +161,44 @@ function judge(method: string, target: string, res: HttpResult): 'forwarded' | '
   ).toBe(true);
   // ServeMux would not clean it into another path, and a reader never reaches "/etl".
   expect(seen.muxRedirect).toBe(false);
-  expect(['/etl', '/etl/']).not.toContain(seen.muxPattern);
-  expect(seen.path === '/etl' || seen.path.startsWith('/etl/')).toBe(false);
+  expect([`${base}/etl`, `${base}/etl/`]).not.toContain(seen.muxPattern);
+  expect(seen.path === `${base}/etl` || seen.path.startsWith(`${base}/etl/`)).toBe(false);
   tally.forwarded++;
   return 'forwarded';
 }
+
+// Generated targets: segments built from pieces an attacker would try.
+const segmentPiece = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom('allocation', 'etl', 'ETL', 'assets', 'a', 'x') },
+  { weight: 2, arbitrary: fc.constantFrom('.', '..', '%2e', '%2E%2e', '.%2e', '..;', ';x') },
+  { weight: 2, arbitrary: fc.constantFrom('%2f', '%2F', '%5c', '\\', '%00', '%25', '%23') },
+  { weight: 2, arbitrary: fc.constantFrom('%65', '%74', '%6C', '%41', '%7e', '-', '_', '~') },
+  { weight: 2, arbitrary: fc.constantFrom('%20', '+', '%2B', '!', '$', '&', "'", '(', '*') },
+  { weight: 2, arbitrary: fc.constantFrom('%C3%A9', '%e2%82%ac', '%F0%9F%98%80', '%c0%ae') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('%EF%BC%8F', '%E2%80%A4', '%ED%A0%80', '%C3', '%FF'),
+  },
+  { weight: 1, arbitrary: fc.constantFrom('#', ':', '@', ',', '=', '%3b', '%3F', 'é', '\t') },
+  { weight: 3, arbitrary: fc.stringMatching(/^[A-Za-z0-9._~-]{1,6}$/) },
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: 0, max: 255 }).map((b) => `%${b.toString(16).padStart(2, '0')}`),
+  },
+);
+const segment = fc.array(segmentPiece, { minLength: 0, maxLength: 3 }).map((p) => p.join(''));
+const path = fc
+  .array(segment, { minLength: 1, maxLength: 4 })
+  .map((segments) => `${PREFIX}/${segments.join('/')}`);
+const query = fc.oneof(
+  fc.constant(''),
+  fc
+    .array(fc.oneof(segmentPiece, fc.constantFrom('=', '&', '/', '?', '%', '..')), {
+      maxLength: 6,
+    })
+    .map((p) => `?${p.join('')}`),
+);
+const method = fc.constantFrom('GET', 'GET', 'GET', 'POST', 'DELETE');
 
 const LONG = 'a'.repeat(8000);
 const TOO_LONG = 'a'.repeat(40 * 1024);
@@ -228,6 +274,10 @@ const CORPUS: Array<[string, string, string, 'forwarded' | 'refused']> = [
   ['tab in the path', 'GET', '/model/a\tb', 'refused'],
   ['space in the path', 'GET', '/model/a b', 'refused'],
   ['raw non-ASCII', 'GET', '/model/caf\u00e9', 'refused'],
+  ['raw non-ASCII in the query', 'GET', '/model/allocation?q=caf\u00e9', 'refused'],
+  ['raw tab in the query', 'GET', '/model/allocation?q=a\tb', 'refused'],
+  ['raw "|{}^`" in the query', 'GET', '/model/allocation?q=|{}^`', 'forwarded'],
+  ['raw quote and "<>" in the query', 'GET', '/model/allocation?q="<a>"', 'forwarded'],
   ['too long (40 KiB)', 'GET', `/model/${TOO_LONG}`, 'refused'],
   ['POST', 'POST', '/model/allocation', 'forwarded'],
   ['DELETE', 'DELETE', '/model/allocation', 'forwarded'],
@@ -245,44 +295,27 @@ describe('keygate in front of Go net/http', () => {
   }
 
   it('generated targets: refused, or Go routes on exactly the authorised path', async () => {
-    const segmentPiece = fc.oneof(
-      { weight: 4, arbitrary: fc.constantFrom('allocation', 'etl', 'ETL', 'assets', 'a', 'x') },
-      { weight: 2, arbitrary: fc.constantFrom('.', '..', '%2e', '%2E%2e', '.%2e', '..;', ';x') },
-      { weight: 2, arbitrary: fc.constantFrom('%2f', '%2F', '%5c', '\\', '%00', '%25', '%23') },
-      { weight: 2, arbitrary: fc.constantFrom('%65', '%74', '%6C', '%41', '%7e', '-', '_', '~') },
-      { weight: 2, arbitrary: fc.constantFrom('%20', '+', '%2B', '!', '$', '&', "'", '(', '*') },
-      { weight: 2, arbitrary: fc.constantFrom('%C3%A9', '%e2%82%ac', '%F0%9F%98%80', '%c0%ae') },
-      {
-        weight: 1,
-        arbitrary: fc.constantFrom('%EF%BC%8F', '%E2%80%A4', '%ED%A0%80', '%C3', '%FF'),
-      },
-      { weight: 1, arbitrary: fc.constantFrom('#', ':', '@', ',', '=', '%3b', '%3F', 'é', '\t') },
-      { weight: 3, arbitrary: fc.stringMatching(/^[A-Za-z0-9._~-]{1,6}$/) },
-      {
-        weight: 1,
-        arbitrary: fc
-          .integer({ min: 0, max: 255 })
-          .map((b) => `%${b.toString(16).padStart(2, '0')}`),
-      },
-    );
-    const segment = fc.array(segmentPiece, { minLength: 0, maxLength: 3 }).map((p) => p.join(''));
-    const path = fc
-      .array(segment, { minLength: 1, maxLength: 4 })
-      .map((segments) => `${PREFIX}/${segments.join('/')}`);
-    const query = fc.oneof(
-      fc.constant(''),
-      fc
-        .array(fc.oneof(segmentPiece, fc.constantFrom('=', '&', '/', '?', '%', '..')), {
-          maxLength: 6,
-        })
-        .map((p) => `?${p.join('')}`),
-    );
-    const method = fc.constantFrom('GET', 'GET', 'GET', 'POST', 'DELETE');
     await fc.assert(
       fc.asyncProperty(method, path, query, async (m, p, q) => {
         judge(m, p + q, await probe(m, p + q));
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it('with an upstream base path: hand-written targets', async () => {
+    for (const [, method, target, outcome] of CORPUS) {
+      const res = await probe(method, target, BASE);
+      expect(judge(method, target, res, BASE), JSON.stringify(target).slice(0, 200)).toBe(outcome);
+    }
+  });
+
+  it('with an upstream base path: generated targets', async () => {
+    await fc.assert(
+      fc.asyncProperty(method, path, query, async (m, p, q) => {
+        judge(m, p + q, await probe(m, p + q, BASE), BASE);
+      }),
+      { numRuns: 150 },
     );
   });
 
