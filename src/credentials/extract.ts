@@ -14,17 +14,30 @@ export interface PresentedCredential {
  *
  * Accepted: `X-API-KEY: <key>`, `Authorization: Bearer <key>`,
  * `Authorization: Basic base64(<key>:<anything>)`. Two credentials, or two copies of one,
- * are refused with 400 rather than guessing which one the caller meant.
+ * are refused with 400 rather than guessing which one the caller meant; so is X-API-KEY
+ * spelled with "_", which some servers read as X-API-KEY and others as another header.
  */
 export function extractCredential(rawHeaders: readonly string[]): PresentedCredential {
   let apiKey: string | undefined;
   let authorization: string | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string;
-    if (name.length === 9 && name.toLowerCase() === 'x-api-key') {
-      if (apiKey !== undefined)
-        throw new KeygateError('ambiguous_credentials', 'duplicate X-API-KEY header');
-      apiKey = rawHeaders[i + 1] ?? '';
+    if (name.length === 9) {
+      const lower = name.toLowerCase();
+      if (lower === 'x-api-key') {
+        if (apiKey !== undefined)
+          throw new KeygateError('ambiguous_credentials', 'duplicate X-API-KEY header');
+        apiKey = rawHeaders[i + 1] ?? '';
+      } else if (lower.replaceAll('_', '-') === 'x-api-key') {
+        // "X_API_KEY" is the same header to servers that read "_" as "-" (CGI/WSGI, nginx with
+        // underscores_in_headers, Envoy by default) and a different one to keygate and Go.
+        // Accepting it, or ignoring it next to a real X-API-KEY, would let two hops read two
+        // different keys; refusing it leaves nothing to guess.
+        throw new KeygateError(
+          'ambiguous_credentials',
+          'credential header name spelled with "_": send the key as X-API-KEY',
+        );
+      }
     } else if (name.length === 13 && name.toLowerCase() === 'authorization') {
       if (authorization !== undefined) {
         throw new KeygateError('ambiguous_credentials', 'duplicate Authorization header');

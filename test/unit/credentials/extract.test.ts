@@ -39,6 +39,16 @@ describe('extractCredential', () => {
       ['Authorization', `Basic ${b64('a:')}`, 'X-API-KEY', 'a'],
       'ambiguous_credentials',
     ],
+    ['X_API_KEY alone', ['X_API_KEY', 'a'], 'ambiguous_credentials'],
+    ['x_api_key lower case alone', ['x_api_key', 'a'], 'ambiguous_credentials'],
+    ['X-API_KEY mixed', ['X-API_KEY', 'a'], 'ambiguous_credentials'],
+    ['X-API-KEY and X_API_KEY', ['X-API-KEY', 'a', 'X_API_KEY', 'b'], 'ambiguous_credentials'],
+    ['X_API_KEY before X-API-KEY', ['x_api_key', 'b', 'X-API-KEY', 'a'], 'ambiguous_credentials'],
+    [
+      'Bearer and X_API_KEY',
+      ['Authorization', 'Bearer a', 'X_Api_Key', 'b'],
+      'ambiguous_credentials',
+    ],
   ])('refuses %s', (_name, raw, code) => {
     try {
       extractCredential(raw as string[]);
