@@ -219,6 +219,7 @@ export function createApp(deps: AppDeps): App {
       config.identityHeaders,
       trustedProxyList(config.trustedProxies),
       config.trustedProxies.length > 0,
+      config.upstream.dropHeaders,
     ),
     upstream,
     logger,

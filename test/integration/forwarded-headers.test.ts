@@ -1,5 +1,7 @@
-import { connect } from 'node:net';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createServer } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
+import { writeResponseHead } from '../../src/forward/response-headers.js';
 import { MemoryKeyStore } from '../../src/store/memory-key-store.js';
 import { FastHasher } from '../helpers/fast-hasher.js';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
@@ -25,7 +27,7 @@ beforeAll(async () => {
   });
   const issued = await gw.issue('dash', 'reader');
   reader = issued.key;
-  readerKeyId = issued.keyId;
+  readerKeyId = issued.id;
 });
 
 afterAll(async () => {
@@ -294,3 +296,26 @@ function dechunk(text: string): string {
     rest = rest.slice(eol + 2 + size + 2);
   }
 }
+
+describe('writeResponseHead', () => {
+  it('keeps duplicate response headers when a header was set before (Connection: close while draining)', async () => {
+    // Node 20's writeHead(flat list) after setHeader() keeps only the last of each name.
+    const server = createServer((_req, res) => {
+      res.setHeader('connection', 'close');
+      writeResponseHead(res, 200, ['set-cookie', 'a=1', 'set-cookie', 'b=2', '__proto__', 'p']);
+      res.end('ok');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const head = await rawHead(
+      (server.address() as AddressInfo).port,
+      'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    const values = (name: string) =>
+      head.headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
+    expect(values('set-cookie')).toEqual(['a=1', 'b=2']);
+    expect(values('__proto__')).toEqual(['p']);
+    expect(values('connection')).toEqual(['close']);
+    expect(head.body).toBe('ok');
+  });
+});
