@@ -1,5 +1,6 @@
 import { KeygateError } from '../errors.js';
 import { type Clock, unixSeconds } from '../shared/clock.js';
+import { ownEntry } from '../shared/null-proto-record.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
 import type { Hasher } from './hasher.js';
@@ -343,7 +344,7 @@ export class KeyService {
     scopes: readonly string[] | undefined,
   ): string[] | null {
     if (scopes === undefined) return null;
-    const allowed = this.deps.roles[account.role] ?? [];
+    const allowed = ownEntry(this.deps.roles, account.role) ?? [];
     const unique = [...new Set(scopes)];
     const extra = unique.filter((s) => !allowed.includes(s));
     if (extra.length > 0) {

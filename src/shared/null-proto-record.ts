@@ -14,3 +14,12 @@ export function nullProtoRecord<T>(entries?: Iterable<readonly [string, T]>): Nu
   if (entries !== undefined) for (const [key, value] of entries) record[key] = value;
   return record;
 }
+
+/**
+ * `record[key]` for a record with a prototype (config tables, constant maps), seeing own
+ * entries only: a key such as "constructor" finds nothing instead of Object's constructor.
+ */
+export function ownEntry<T>(record: Readonly<Record<string, T>>, key: string): T | undefined {
+  // own-key: Object.hasOwn has just said the key is the record's own
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
