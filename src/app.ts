@@ -69,6 +69,7 @@ const LAST_USED_INTERVAL_SECONDS = 60;
 function refuseOnSocket(socket: Duplex, err: KeygateError): void {
   const body = JSON.stringify(toErrorBody(err, randomUUID()));
   socket.end(
+    // own-key: err.status comes from the closed table in errors.ts
     `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\ncontent-type: application/json\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
@@ -230,6 +231,7 @@ export function createApp(deps: AppDeps): App {
       config.identityHeaders,
       trustedProxyList(config.trustedProxies),
       config.trustedProxies.length > 0,
+      config.upstream.dropHeaders,
     ),
     upstream,
     logger,

@@ -22,9 +22,12 @@ const HOP = new Set([
 ]);
 
 const server = createServer((req, res) => {
-  const headers: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(req.headers))
-    if (value !== undefined && !HOP.has(name)) headers[name] = value;
+  const headers: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (!HOP.has(name)) headers.push(name, raw[i + 1] as string);
+  }
   const abort = new AbortController();
   res.once('close', () => {
     if (!res.writableFinished) abort.abort();

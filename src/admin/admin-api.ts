@@ -10,6 +10,7 @@ import {
   MAX_GRACE_SECONDS,
 } from '../keys/key-service.js';
 import type { Principal } from '../keys/principal.js';
+import { nullProtoRecord } from '../shared/null-proto-record.js';
 import openapi from './openapi.json' with { type: 'json' };
 import { readJsonBody } from './read-json-body.js';
 
@@ -182,7 +183,7 @@ function matchTemplate(template: string, path: string): Record<string, string> |
   const want = template.split('/');
   const got = path.split('/');
   if (want.length !== got.length) return undefined;
-  const params: Record<string, string> = Object.create(null);
+  const params = nullProtoRecord<string>(); // keys from the template, values from the client
   for (let i = 0; i < want.length; i++) {
     const w = want[i] as string;
     const g = got[i] as string;

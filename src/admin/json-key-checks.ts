@@ -21,9 +21,9 @@ export function forbiddenKeyPath(value: unknown): PropertyKey[] | undefined {
       continue;
     }
     // JSON.parse makes "__proto__" an own data property, so own keys see all of them.
-    for (const key of Object.keys(v)) {
+    for (const [key, member] of Object.entries(v)) {
       if (FORBIDDEN.has(key)) return [...item.path, key];
-      todo.push({ value: (v as Record<string, unknown>)[key], path: [...item.path, key] });
+      todo.push({ value: member, path: [...item.path, key] });
     }
   }
   return undefined;

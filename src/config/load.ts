@@ -25,7 +25,25 @@ export class ConfigError extends Error {
 }
 
 /** Env variables that override one config path each (what differs per deployment or is secret). */
-const ENV_OVERRIDES: ReadonlyArray<{ env: string; path: readonly string[]; numeric?: boolean }> = [
+/** The config keys an override walks: a closed set, so indexing the raw config by them is safe. */
+type OverridePathKey =
+  | 'listen'
+  | 'ops'
+  | 'port'
+  | 'upstream'
+  | 'url'
+  | 'store'
+  | 'type'
+  | 'redis'
+  | 'file'
+  | 'path'
+  | 'log'
+  | 'level';
+const ENV_OVERRIDES: ReadonlyArray<{
+  env: string;
+  path: readonly OverridePathKey[];
+  numeric?: boolean;
+}> = [
   { env: 'KEYGATE_PORT', path: ['listen', 'port'], numeric: true },
   { env: 'KEYGATE_OPS_PORT', path: ['ops', 'port'], numeric: true },
   { env: 'KEYGATE_UPSTREAM_URL', path: ['upstream', 'url'] },
@@ -90,7 +108,7 @@ function applyEnvOverrides(
 ): Map<string, string> {
   const applied = new Map<string, string>();
   for (const { env: name, path, numeric } of ENV_OVERRIDES) {
-    const value = env[name];
+    const value = env[name]; // own-key: names from the closed ENV_OVERRIDES table
     if (value === undefined || value === '') continue;
     let node = raw;
     for (const key of path.slice(0, -1)) {
@@ -98,7 +116,7 @@ function applyEnvOverrides(
       if (typeof next !== 'object' || next === null) node[key] = {};
       node = node[key] as Record<string, unknown>;
     }
-    const leaf = path[path.length - 1] as string;
+    const leaf = path[path.length - 1] as OverridePathKey;
     node[leaf] = numeric && /^\d+$/.test(value) ? Number(value) : value;
     applied.set(path.join('.'), name);
   }

@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { Principal } from '../keys/principal.js';
+import { canonicalHeaderName, HeaderDropRule } from './header-families.js';
 
-export type OutgoingHeaders = Record<string, string | string[]>;
+/**
+ * Outgoing headers as a flat list, `[name, value, name, value, ...]`: it keeps duplicates and
+ * their order, and no client-chosen name ever becomes an object key (a header named
+ * `__proto__`, `constructor` or `0` once turned a plain object into something undici iterated
+ * as the client's own list of headers).
+ */
+export type FlatHeaders = string[];
 
 export interface IdentityHeaderNames {
   account: string;
@@ -10,22 +17,9 @@ export interface IdentityHeaderNames {
   role: string;
 }
 
-// Never forwarded: hop-by-hop headers, the credential, and anything through which a client
-// could claim an identity or an origin that keygate alone must assert.
-// biome-ignore format: a list of names reads better packed
-const ALWAYS_DROPPED = [
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'host', 'expect', 'x-api-key', 'authorization', 'proxy-authorization', 'cookie',
-  'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port',
-  'x-forwarded-prefix', 'x-real-ip', 'x-original-url', 'x-original-uri', 'x-rewrite-url', 'x-request-id',
-];
-
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Compares header names the way lenient servers do: case-insensitive, "_" read as "-". */
-export function canonicalHeaderName(name: string): string {
-  return name.toLowerCase().replaceAll('_', '-');
-}
+export { canonicalHeaderName };
 
 export function trustedProxyList(entries: readonly string[]): BlockList {
   const list = new BlockList();
@@ -59,24 +53,23 @@ export interface BuildHeadersInput {
 
 /** Builds upstream request headers from the client's, once per request, in one pass. */
 export class RequestHeaderBuilder {
-  private readonly dropped: ReadonlySet<string>;
+  private readonly dropRule: HeaderDropRule;
 
+  /** @param dropHeaders `upstream.dropHeaders`: more names, or prefixes ending in "*" */
   constructor(
     private readonly identity: IdentityHeaderNames,
     private readonly trusted: BlockList,
     private readonly hasTrusted: boolean,
+    dropHeaders: readonly string[] = [],
   ) {
-    this.dropped = new Set([
-      ...ALWAYS_DROPPED,
-      canonicalHeaderName(identity.account),
-      canonicalHeaderName(identity.keyId),
-      canonicalHeaderName(identity.role),
-    ]);
+    this.dropRule = new HeaderDropRule(
+      [identity.account, identity.keyId, identity.role],
+      dropHeaders,
+    );
   }
 
-  build(input: BuildHeadersInput): OutgoingHeaders {
+  build(input: BuildHeadersInput): FlatHeaders {
     const { rawHeaders } = input;
-    const out: OutgoingHeaders = {};
     const connectionNamed = new Set<string>();
     for (let i = 0; i < rawHeaders.length; i += 2) {
       if ((rawHeaders[i] as string).toLowerCase() === 'connection') {
@@ -86,40 +79,43 @@ export class RequestHeaderBuilder {
         }
       }
     }
+    const out: FlatHeaders = [];
     let clientFor: string | undefined;
     let clientProto: string | undefined;
     let clientHost: string | undefined;
     let host: string | undefined;
     for (let i = 0; i < rawHeaders.length; i += 2) {
-      const raw = rawHeaders[i] as string;
+      const lower = (rawHeaders[i] as string).toLowerCase();
       const value = rawHeaders[i + 1] ?? '';
-      const name = canonicalHeaderName(raw);
-      if (name === 'host') host = value;
-      else if (name === 'x-forwarded-for') clientFor = clientFor ? `${clientFor}, ${value}` : value;
-      else if (name === 'x-forwarded-proto') clientProto ??= value;
-      else if (name === 'x-forwarded-host') clientHost ??= value;
-      if (this.dropped.has(name) || connectionNamed.has(name) || name.startsWith('proxy-'))
-        continue;
-      const lower = raw.toLowerCase();
-      const existing = out[lower];
-      if (existing === undefined) out[lower] = value;
-      else if (Array.isArray(existing)) existing.push(value);
-      else out[lower] = [existing, value];
+      // A trusted proxy writes these names exactly; "_" variants are the client's and dropped.
+      if (lower === 'host') host ??= value;
+      else if (lower === 'x-forwarded-for')
+        clientFor = clientFor ? `${clientFor}, ${value}` : value;
+      else if (lower === 'x-forwarded-proto') clientProto ??= value;
+      else if (lower === 'x-forwarded-host') clientHost ??= value;
+      const name = canonicalHeaderName(lower);
+      if (this.dropRule.drops(name) || connectionNamed.has(name)) continue;
+      out.push(lower, value);
     }
 
+    // keygate's own, appended after every client header was filtered: exactly one of each.
     const remote = stripMappedPrefix(input.remoteAddress);
     const trusted = this.hasTrusted && this.isTrusted(remote);
-    out['x-forwarded-for'] = trusted && clientFor ? `${clientFor}, ${remote}` : remote;
-    out['x-forwarded-proto'] =
-      trusted && clientProto ? clientProto : input.encrypted ? 'https' : 'http';
+    out.push('x-forwarded-for', trusted && clientFor ? `${clientFor}, ${remote}` : remote);
+    out.push(
+      'x-forwarded-proto',
+      trusted && clientProto ? clientProto : input.encrypted ? 'https' : 'http',
+    );
     const forwardedHost = trusted && clientHost ? clientHost : host;
-    if (forwardedHost !== undefined) out['x-forwarded-host'] = forwardedHost;
-    out['x-real-ip'] =
-      trusted && clientFor ? realClient(clientFor, remote, (a) => this.isTrusted(a)) : remote;
-    out['x-request-id'] = input.requestId;
-    out[this.identity.account.toLowerCase()] = input.principal.account;
-    out[this.identity.keyId.toLowerCase()] = input.principal.keyId;
-    out[this.identity.role.toLowerCase()] = input.principal.role;
+    if (forwardedHost !== undefined) out.push('x-forwarded-host', forwardedHost);
+    out.push(
+      'x-real-ip',
+      trusted && clientFor ? realClient(clientFor, remote, (a) => this.isTrusted(a)) : remote,
+    );
+    out.push('x-request-id', input.requestId);
+    out.push(this.identity.account.toLowerCase(), input.principal.account);
+    out.push(this.identity.keyId.toLowerCase(), input.principal.keyId);
+    out.push(this.identity.role.toLowerCase(), input.principal.role);
     return out;
   }
 

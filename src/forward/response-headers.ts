@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { ServerResponse } from 'node:http';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -11,24 +11,47 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-/** Upstream response headers minus hop-by-hop ones (and any the upstream's Connection names). */
-export function responseHeaders(
-  upstream: IncomingHttpHeaders,
-  requestId: string,
-): OutgoingHttpHeaders {
-  const named = upstream.connection
-    ? new Set(
-        String(upstream.connection)
-          .split(',')
-          .map((t) => t.trim().toLowerCase()),
-      )
-    : undefined;
-  const out: OutgoingHttpHeaders = {};
-  for (const name in upstream) {
-    if (HOP_BY_HOP.has(name) || named?.has(name)) continue;
-    const value = upstream[name];
-    if (value !== undefined) out[name] = value;
+/**
+ * Upstream response headers minus hop-by-hop ones (and any the upstream's Connection names),
+ * with keygate's `x-request-id` instead of the upstream's. Flat in, flat out
+ * (`[name, value, ...]`, as undici's raw headers and Node's `writeHead` take them): duplicates
+ * and order survive, and an upstream header named `__proto__` or `0` is just a name.
+ */
+export function responseHeaders(upstream: readonly string[], requestId: string): string[] {
+  const named = new Set<string>();
+  for (let i = 0; i < upstream.length; i += 2) {
+    if ((upstream[i] as string).toLowerCase() === 'connection') {
+      for (const token of (upstream[i + 1] ?? '').split(',')) named.add(token.trim().toLowerCase());
+    }
   }
-  out['x-request-id'] = requestId;
+  const out: string[] = [];
+  for (let i = 0; i < upstream.length; i += 2) {
+    const name = upstream[i] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named.has(lower) || lower === 'x-request-id') continue;
+    out.push(name, upstream[i + 1] ?? '');
+  }
+  out.push('x-request-id', requestId);
   return out;
+}
+
+/**
+ * `res.writeHead(status, flat)`, keeping duplicates. Node 20's writeHead merges a flat list
+ * into headers already set with setHeader (e.g. `connection: close` while draining) one
+ * setHeader at a time, so only the last of each duplicate (two Set-Cookie) would survive;
+ * then each header is appended instead.
+ */
+export function writeResponseHead(
+  res: ServerResponse,
+  statusCode: number,
+  headers: readonly string[],
+): void {
+  if (res.getHeaderNames().length === 0) {
+    res.writeHead(statusCode, headers as string[]);
+    return;
+  }
+  for (let i = 0; i < headers.length; i += 2) {
+    res.appendHeader(headers[i] as string, headers[i + 1] as string);
+  }
+  res.writeHead(statusCode);
 }

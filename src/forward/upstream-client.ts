@@ -1,13 +1,13 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
 import { Pool } from 'undici';
-import type { OutgoingHeaders } from './request-headers.js';
+import type { FlatHeaders } from './request-headers.js';
 
 export interface UpstreamRequest {
   method: string;
   /** Path and query as they are to be sent. */
   path: string;
-  headers: OutgoingHeaders;
+  /** Flat `[name, value, ...]`; undici adds Host from the upstream URL. */
+  headers: FlatHeaders;
   /** The client's request body, streamed; null when there is none. */
   body: Readable | null;
   signal: AbortSignal;
@@ -15,9 +15,10 @@ export interface UpstreamRequest {
 
 /**
  * Called once the upstream's status and headers arrive; returns where the body goes.
- * Streaming into the returned Writable keeps memory flat whatever the body size.
+ * Streaming into the returned Writable keeps memory flat whatever the body size. The headers
+ * are raw and flat (`[name, value, ...]`): never parsed into an object keyed by upstream names.
  */
-export type ResponseSink = (statusCode: number, headers: IncomingHttpHeaders) => Writable;
+export type ResponseSink = (statusCode: number, headers: FlatHeaders) => Writable;
 
 /** Sends one request upstream. The only seam between keygate and its HTTP client library. */
 export interface UpstreamClient {
@@ -60,10 +61,13 @@ export class UndiciUpstreamClient implements UpstreamClient {
         headers: request.headers,
         body: request.body,
         signal: request.signal,
+        responseHeaders: 'raw',
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
       },
-      ({ statusCode, headers }) => sink(statusCode, headers as IncomingHttpHeaders),
+      // With responseHeaders 'raw', undici hands over a flat string array (names as sent,
+      // values latin1-decoded); its types still say IncomingHttpHeaders.
+      ({ statusCode, headers }) => sink(statusCode, headers as unknown as FlatHeaders),
     );
   }
 

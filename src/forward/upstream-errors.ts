@@ -1,4 +1,5 @@
 import { KeygateError } from '../errors.js';
+import { ownEntry } from '../shared/null-proto-record.js';
 
 export type UpstreamFailure =
   | 'connect_refused'
@@ -28,7 +29,8 @@ export function classifyUpstreamError(err: unknown): UpstreamFailure {
   let current: unknown = err;
   for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
     const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && BY_CODE[code] !== undefined) return BY_CODE[code];
+    const failure = typeof code === 'string' ? ownEntry(BY_CODE, code) : undefined;
+    if (failure !== undefined) return failure;
     current = current.cause;
   }
   return 'other';

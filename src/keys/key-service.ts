@@ -1,5 +1,6 @@
 import { KeygateError } from '../errors.js';
 import { type Clock, unixSeconds } from '../shared/clock.js';
+import { ownEntry } from '../shared/null-proto-record.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
 import type { Hasher } from './hasher.js';
@@ -369,7 +370,7 @@ export class KeyService {
 
   /** Own properties only: a role name from a body or the store is never an Object.prototype key. */
   private roleScopes(role: string): readonly string[] {
-    return Object.hasOwn(this.deps.roles, role) ? (this.deps.roles[role] ?? []) : [];
+    return ownEntry(this.deps.roles, role) ?? [];
   }
 
   private checkRole(role: string): void {

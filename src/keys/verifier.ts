@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type ErrorCode, KeygateError } from '../errors.js';
 import { unixSeconds } from '../shared/clock.js';
+import { ownEntry } from '../shared/null-proto-record.js';
 import { TtlCache } from '../shared/ttl-cache.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { KeyRecord } from '../store/key-store.js';
@@ -271,7 +272,7 @@ export class KeyVerifier {
       keyId: record.id,
       account: account.name,
       role: account.role,
-      scopes: effectiveScopes(this.options.roles[account.role] ?? [], record),
+      scopes: effectiveScopes(ownEntry(this.options.roles, account.role) ?? [], record),
       expiresAt: record.expiresAt,
     };
     return { principal, expiresAt: record.expiresAt };

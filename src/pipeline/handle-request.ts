@@ -5,7 +5,7 @@ import { extractCredential } from '../credentials/extract.js';
 import { KeygateError } from '../errors.js';
 import type { RequestHeaderBuilder } from '../forward/request-headers.js';
 import { chooseRequestId } from '../forward/request-headers.js';
-import { responseHeaders } from '../forward/response-headers.js';
+import { responseHeaders, writeResponseHead } from '../forward/response-headers.js';
 import type { UpstreamClient } from '../forward/upstream-client.js';
 import { classifyUpstreamError, toUpstreamError } from '../forward/upstream-errors.js';
 import { containsKey } from '../keys/key-format.js';
@@ -145,7 +145,7 @@ async function forward(
       (statusCode, upstreamHeaders) => {
         ctx.upstreamStatus = statusCode;
         ctx.upstreamMs = performance.now() - started;
-        res.writeHead(statusCode, responseHeaders(upstreamHeaders, ctx.requestId));
+        writeResponseHead(res, statusCode, responseHeaders(upstreamHeaders, ctx.requestId));
         return res;
       },
     );

@@ -3,6 +3,7 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { KeygateError } from '../errors.js';
+import { type NullProtoRecord, nullProtoRecord } from '../shared/null-proto-record.js';
 import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
 import {
   applyAccountChange,
@@ -11,10 +12,11 @@ import {
   missingAccount,
 } from './record-rules.js';
 
+/** Names and ids come from clients: the maps have no prototype, so "__proto__" is just a key. */
 interface Document {
   version: 1;
-  accounts: Record<string, AccountRecord>;
-  keys: Record<string, KeyRecord>;
+  accounts: NullProtoRecord<AccountRecord>;
+  keys: NullProtoRecord<KeyRecord>;
 }
 
 /** The store file is refused to a second process: two writers would lose each other's changes. */
@@ -168,7 +170,7 @@ export class FileKeyStore implements KeyStore {
   private mutate(change: (doc: Document) => void): Promise<void> {
     const run = async () => {
       if (this.closed) throw new KeygateError('store_unavailable', 'key store is closed');
-      const next = structuredClone(this.doc);
+      const next = cloneDocument(this.doc);
       change(next);
       try {
         await writeAtomically(this.path, `${JSON.stringify(next, null, 2)}\n`);
@@ -186,8 +188,17 @@ export class FileKeyStore implements KeyStore {
 }
 
 /** Own-property lookup: ids and names come from clients, so "__proto__" must find nothing. */
-function own<T>(record: Record<string, T>, key: string): T | undefined {
+function own<T>(record: NullProtoRecord<T>, key: string): T | undefined {
   return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+/** A deep copy that stays null-prototype (structuredClone would give plain objects back). */
+function cloneDocument(doc: Document): Document {
+  return {
+    version: 1,
+    accounts: nullProtoRecord(Object.entries(structuredClone(doc.accounts))),
+    keys: nullProtoRecord(Object.entries(structuredClone(doc.keys))),
+  };
 }
 
 async function readDocument(path: string): Promise<Document> {
@@ -196,14 +207,29 @@ async function readDocument(path: string): Promise<Document> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-      return { version: 1, accounts: {}, keys: {} };
+      return { version: 1, accounts: nullProtoRecord(), keys: nullProtoRecord() };
     throw err;
   }
-  const doc = JSON.parse(text) as Document;
-  if (doc?.version !== 1 || typeof doc.accounts !== 'object' || typeof doc.keys !== 'object') {
+  const doc = JSON.parse(text) as {
+    version?: unknown;
+    accounts?: Record<string, AccountRecord>;
+    keys?: Record<string, KeyRecord>;
+  } | null;
+  if (
+    doc?.version !== 1 ||
+    typeof doc.accounts !== 'object' ||
+    doc.accounts === null ||
+    typeof doc.keys !== 'object' ||
+    doc.keys === null
+  ) {
     throw new Error(`${path} is not a keygate store file (version 1)`);
   }
-  return doc;
+  // JSON.parse makes "__proto__" an own key; Object.entries carries it over as one.
+  return {
+    version: 1,
+    accounts: nullProtoRecord(Object.entries(doc.accounts)),
+    keys: nullProtoRecord(Object.entries(doc.keys)),
+  };
 }
 
 async function writeAtomically(path: string, content: string): Promise<void> {

@@ -34,4 +34,10 @@ describe('upstream error mapping', () => {
     expect(classifyUpstreamError('boom')).toBe('other');
     expect(classifyUpstreamError(undefined)).toBe('other');
   });
+
+  it('an error code that names an Object.prototype property is other, not an inherited value', () => {
+    for (const code of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      expect(classifyUpstreamError(withCode(code))).toBe('other');
+    }
+  });
 });
