@@ -338,6 +338,43 @@ describe('Expect: 100-continue is answered only after authentication and route p
   });
 });
 
+describe('Expect: 100-continue on the admin API', () => {
+  let gw: Gateway;
+  let admin: string;
+  let member: string;
+  beforeAll(async () => {
+    gw = await gateway({});
+    admin = (await gw.issue('expect-admin', 'admin')).key;
+    member = (await gw.issue('expect-member2', 'member')).key;
+  });
+  afterAll(() => gw?.close());
+
+  const body = JSON.stringify({ name: 'made-after-100', role: 'reader' });
+  const head = (key: string) =>
+    `POST /_keygate/v1/service-accounts HTTP/1.1\r\nHost: a\r\nX-API-Key: ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`;
+
+  it('without the admin scope: 403, no 100 Continue', async () => {
+    const session = await RawSession.open(gw.port);
+    onTestFinished(() => session.destroy());
+    session.write(head(member));
+    const res = await session.response();
+    expect(res.status).toBe(403);
+    expect(res.interim).toEqual([]);
+  });
+
+  it('with the admin scope: 100 Continue, then the body is read and acted on', async () => {
+    const session = await RawSession.open(gw.port);
+    onTestFinished(() => session.destroy());
+    session.write(head(admin));
+    await session.until((s) => s.received.startsWith('HTTP/1.1 100 Continue\r\n\r\n'), 5000, '100');
+    session.write(body);
+    const res = await session.response();
+    expect(res.interim).toEqual([100]);
+    expect(res.status).toBe(201);
+    expect(res.json).toMatchObject({ name: 'made-after-100', role: 'reader' });
+  });
+});
+
 describe('body idle timeout', () => {
   let gw: Gateway;
   let member: string;
