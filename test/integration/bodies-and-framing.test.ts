@@ -379,7 +379,8 @@ describe('body idle timeout', () => {
   let gw: Gateway;
   let member: string;
   beforeAll(async () => {
-    gw = await gateway({ listen: { bodyIdleTimeout: '300ms' } });
+    // Five times the 100 ms between the steady test's chunks: a loaded CI machine stays inside it.
+    gw = await gateway({ listen: { bodyIdleTimeout: '500ms' } });
     member = (await gw.issue('idle-member', 'member')).key;
   });
   afterAll(() => gw?.close());
@@ -414,7 +415,7 @@ describe('body idle timeout', () => {
     session.write(
       `POST /model/upload HTTP/1.1\r\nHost: a\r\nX-API-Key: ${member}\r\nTransfer-Encoding: chunked\r\n\r\n`,
     );
-    // 10 chunks 100 ms apart: about three times the idle timeout in all.
+    // 10 chunks 100 ms apart: twice the idle timeout in all.
     for (let i = 0; i < 10; i++) {
       session.write('2\r\nab\r\n');
       await new Promise((r) => setTimeout(r, 100));
@@ -561,7 +562,7 @@ describe('scaled-down "slow uploads stall every tenant"', () => {
   beforeAll(async () => {
     gw = await gateway({
       upstream: { connections: 4 },
-      listen: { maxInflightPerAccount: 2, bodyIdleTimeout: '400ms' },
+      listen: { maxInflightPerAccount: 2, bodyIdleTimeout: '1s' }, // ten trickle periods
     });
     slowTenant = (await gw.issue('trickler', 'member')).key;
     other = (await gw.issue('bystander', 'reader')).key;
