@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { DestinationStream } from 'pino';
 import type { Config } from './config/schema.js';
 import { KeygateError, toErrorBody } from './errors.js';
+import { BoundedUpstreamClient } from './forward/bounded-upstream.js';
 import { RequestHeaderBuilder, trustedProxyList } from './forward/request-headers.js';
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
 import { WorkerArgon2Hasher } from './keys/argon2-workers.js';
@@ -14,6 +15,7 @@ import { LastUsedRecorder } from './keys/last-used.js';
 import { KeyVerifier } from './keys/verifier.js';
 import { VerifyPool } from './keys/verify-pool.js';
 import { createRequestHandler } from './pipeline/handle-request.js';
+import { InflightLimit } from './policy/inflight-limit.js';
 import { RouteTable } from './policy/route-table.js';
 import { type Clock, systemClock } from './shared/clock.js';
 import { instrumentKeyStore } from './store/instrumented-key-store.js';
@@ -215,14 +217,17 @@ export function createApp(deps: AppDeps): App {
   storeProbe.unref();
   void readiness.check();
 
-  const upstream =
+  // The undici pool's own queue is unbounded: the wrapper answers 503 beyond connections + queue.
+  const upstream = new BoundedUpstreamClient(
     deps.upstream ??
-    new UndiciUpstreamClient({
-      url: config.upstream.url,
-      connections: config.upstream.connections,
-      connectTimeoutMs: config.upstream.connectTimeout,
-      timeoutMs: config.upstream.timeout,
-    });
+      new UndiciUpstreamClient({
+        url: config.upstream.url,
+        connections: config.upstream.connections,
+        connectTimeoutMs: config.upstream.connectTimeout,
+        timeoutMs: config.upstream.timeout,
+      }),
+    config.upstream.connections + config.upstream.queue,
+  );
   const upstreamUrl = new URL(config.upstream.url);
   const handler = createRequestHandler({
     verifier,
@@ -243,6 +248,8 @@ export function createApp(deps: AppDeps): App {
     keys,
     lastUsed,
     isDraining: () => readiness.draining,
+    inflight: new InflightLimit(config.listen.maxInflightPerAccount),
+    bodyIdleTimeoutMs: config.listen.bodyIdleTimeout,
   });
 
   const { listen } = config;
@@ -255,6 +262,9 @@ export function createApp(deps: AppDeps): App {
     },
     (req, res) => void handler(req, res),
   );
+  // With a listener here node:http no longer answers `100 Continue` by itself: the handler
+  // sends it only after authentication and route policy admitted the request.
+  server.on('checkContinue', (req, res) => void handler(req, res, true));
   // WebSocket upgrades and CONNECT tunnels are not proxied: answer clearly rather than drop.
   server.on('upgrade', (_req, socket: Duplex) =>
     refuseOnSocket(

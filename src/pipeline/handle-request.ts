@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { ADMIN_API_PREFIX, handleAdmin } from '../admin/admin-api.js';
 import { extractCredential } from '../credentials/extract.js';
 import { KeygateError } from '../errors.js';
+import { IdleGuardedBody } from '../forward/idle-guarded-body.js';
 import type { RequestHeaderBuilder } from '../forward/request-headers.js';
 import { chooseRequestId } from '../forward/request-headers.js';
 import { responseHeaders, writeResponseHead } from '../forward/response-headers.js';
@@ -12,11 +13,13 @@ import { containsKey } from '../keys/key-format.js';
 import type { KeyService } from '../keys/key-service.js';
 import type { LastUsedRecorder } from '../keys/last-used.js';
 import type { KeyVerifier } from '../keys/verifier.js';
+import type { InflightLimit } from '../policy/inflight-limit.js';
 import { normaliseTarget } from '../policy/normalise-path.js';
 import type { RouteTable } from '../policy/route-table.js';
 import type { Logger } from '../telemetry/logger.js';
 import { scrubForLog } from '../telemetry/logger.js';
 import { Metrics } from '../telemetry/metrics.js';
+import { checkFraming } from './framing.js';
 import type { RequestContext } from './request-context.js';
 import { asKeygateError, sendError } from './send-error.js';
 
@@ -40,16 +43,26 @@ export interface PipelineDeps {
   accessLogger: Logger;
   /** While draining, responses close their connection so clients reconnect elsewhere. */
   isDraining: () => boolean;
+  /** Per-account bound on requests in flight (listen.maxInflightPerAccount). */
+  inflight: InflightLimit;
+  /** listen.bodyIdleTimeout: longest silence from a client while its body is being read. */
+  bodyIdleTimeoutMs: number;
 }
 
 /**
- * The request path, stage by stage:
- * credentials → key verification → path normalisation and route policy → forward → access log.
+ * The request path, stage by stage: framing → credentials → key verification → path
+ * normalisation and route policy → per-account in-flight bound → forward → access log.
+ * `expectsContinue` is set for `Expect: 100-continue` requests (the server's checkContinue
+ * event): 100 Continue is sent only once the request is admitted and the body is wanted.
  */
 export function createRequestHandler(deps: PipelineDeps) {
   const { verifier, routes, logger } = deps;
 
-  return async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  return async function handleRequest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    expectsContinue = false,
+  ): Promise<void> {
     const ctx: RequestContext = {
       requestId: chooseRequestId(req.rawHeaders),
       startedAt: performance.now(),
@@ -59,6 +72,11 @@ export function createRequestHandler(deps: PipelineDeps) {
     res.once('close', () => observe(deps, req, res, ctx));
     if (deps.isDraining()) res.setHeader('connection', 'close');
     try {
+      const framing = checkFraming({
+        method: req.method ?? 'GET',
+        httpVersion: req.httpVersion,
+        rawHeaders: req.rawHeaders,
+      });
       const credential = extractCredential(req.rawHeaders);
       ctx.credentialSource = credential.source;
       const principal = await verifier.verify(credential.key, { clientAddress: ctx.remoteAddress });
@@ -83,15 +101,21 @@ export function createRequestHandler(deps: PipelineDeps) {
         if (target.path !== ADMIN_API_PREFIX && !target.path.startsWith(`${ADMIN_API_PREFIX}/`)) {
           throw new KeygateError('not_found', 'no such keygate API endpoint');
         }
+        if (expectsContinue) res.writeContinue();
         await handleAdmin(req, res, target.path, principal, deps.keys, ctx.requestId);
         return;
       }
       const route = routes.require(method, target.path);
       ctx.route = route.name; // set before the scope check, so a refusal is counted on its rule
       routes.checkScopes(principal, route);
+      // 'close' fires once however the response ends (finished, client gone, error, timeout).
+      res.once('close', deps.inflight.acquire(principal.account));
       ctx.decision = 'allow';
       ctx.auth = 'allow';
-      await forward(deps, req, res, ctx, method, upstreamPath(deps, target.path) + target.query);
+      await forward(deps, req, res, ctx, method, upstreamPath(deps, target.path) + target.query, {
+        hasBody: framing.hasBody,
+        expectsContinue,
+      });
     } catch (err) {
       const error = asKeygateError(err);
       ctx.errorCode = error.code;
@@ -122,8 +146,10 @@ async function forward(
   ctx: RequestContext,
   method: string,
   path: string,
+  body: { hasBody: boolean; expectsContinue: boolean },
 ): Promise<void> {
   const abort = new AbortController();
+  let bodyTimedOut = false;
   // A client that goes away must release the upstream connection too.
   res.once('close', () => {
     if (!res.writableFinished) abort.abort();
@@ -135,13 +161,21 @@ async function forward(
     requestId: ctx.requestId,
     principal: ctx.principal as NonNullable<RequestContext['principal']>,
   });
-  const hasBody =
-    req.headers['transfer-encoding'] !== undefined ||
-    Number(req.headers['content-length'] ?? 0) > 0;
+  const guarded = body.hasBody
+    ? new IdleGuardedBody(req, {
+        idleMs: deps.bodyIdleTimeoutMs,
+        // Only now, with the request admitted and an upstream connection asking for the body.
+        ...(body.expectsContinue ? { onFirstRead: () => res.writeContinue() } : {}),
+        onIdle: () => {
+          bodyTimedOut = true;
+          abort.abort(); // frees the upstream connection the body was holding
+        },
+      })
+    : null;
   const started = performance.now();
   try {
     await deps.upstream.forward(
-      { method, path, headers, body: hasBody ? req : null, signal: abort.signal },
+      { method, path, headers, body: guarded, signal: abort.signal },
       (statusCode, upstreamHeaders) => {
         ctx.upstreamStatus = statusCode;
         ctx.upstreamMs = performance.now() - started;
@@ -150,11 +184,23 @@ async function forward(
       },
     );
   } catch (err) {
+    if (bodyTimedOut) {
+      deps.metrics.upstreamErrors.inc({ kind: 'body_timeout' });
+      throw new KeygateError('body_timeout', 'the request body stalled; send it without pauses');
+    }
     if (abort.signal.aborted) return; // the client left; nobody to answer
     ctx.decision = 'error';
+    if (err instanceof KeygateError) {
+      // Refused before reaching the upstream: the bounded queue is full.
+      if (err.code === 'upstream_saturated') deps.metrics.upstreamErrors.inc({ kind: 'saturated' });
+      throw err;
+    }
     const kind = classifyUpstreamError(err);
     deps.metrics.upstreamErrors.inc({ kind });
     throw toUpstreamError(kind, err);
+  } finally {
+    // An upstream that answered without reading the whole body leaves no timer behind.
+    guarded?.destroy();
   }
 }
 

@@ -87,7 +87,7 @@ export class Metrics {
     });
     this.upstreamErrors = new Counter({
       name: 'keygate_upstream_errors_total',
-      help: 'Requests the upstream did not answer, by kind (connect_refused, connect_timeout, timeout, reset, dns, other).',
+      help: 'Requests the upstream did not answer, by kind (connect_refused, connect_timeout, timeout, reset, dns, other; saturated: refused at the bounded queue; body_timeout: the client body stalled).',
       labelNames: ['kind'],
       registers,
     });
