@@ -23,7 +23,7 @@ class GatedUpstream implements UpstreamClient {
 const request: UpstreamRequest = {
   method: 'GET',
   path: '/',
-  headers: {},
+  headers: [],
   body: null,
   signal: new AbortController().signal,
 };
