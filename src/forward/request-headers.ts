@@ -119,6 +119,27 @@ export class RequestHeaderBuilder {
     return out;
   }
 
+  /**
+   * The address a request comes from, for per-client budgets: the peer, or — when the peer is
+   * one of `trustedProxies` — the right-most untrusted hop of its X-Forwarded-For (what
+   * X-Real-IP carries upstream). Behind an ingress every peer is the ingress: counting peers
+   * would let one caller spend everyone's budget. Never a client-chosen non-address.
+   */
+  clientAddress(rawHeaders: readonly string[], remoteAddress: string): string {
+    const remote = stripMappedPrefix(remoteAddress);
+    if (!this.hasTrusted || !this.isTrusted(remote)) return remote;
+    let chain: string | undefined;
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      if ((rawHeaders[i] as string).toLowerCase() === 'x-forwarded-for') {
+        const value = rawHeaders[i + 1] ?? '';
+        chain = chain ? `${chain}, ${value}` : value;
+      }
+    }
+    if (chain === undefined) return remote;
+    const client = realClient(chain, remote, (a) => this.isTrusted(a));
+    return isIPv4(client) || isIPv6(client) ? client : remote;
+  }
+
   private isTrusted(address: string): boolean {
     if (isIPv4(address)) return this.trusted.check(address, 'ipv4');
     if (isIPv6(address)) return this.trusted.check(address, 'ipv6');

@@ -79,7 +79,9 @@ export function createRequestHandler(deps: PipelineDeps) {
       });
       const credential = extractCredential(req.rawHeaders);
       ctx.credentialSource = credential.source;
-      const principal = await verifier.verify(credential.key, { clientAddress: ctx.remoteAddress });
+      const principal = await verifier.verify(credential.key, {
+        clientAddress: deps.headers.clientAddress(req.rawHeaders, ctx.remoteAddress),
+      });
       ctx.principal = principal;
       deps.lastUsed.mark(principal.keyId);
 

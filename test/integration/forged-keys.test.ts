@@ -153,3 +153,40 @@ describe('forged keys against a real store', () => {
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(90);
   });
 });
+
+describe('the per-address budget behind a trusted proxy (an ingress)', () => {
+  it('counts the client named by the proxy, not the proxy: one caller behind the ingress cannot throttle another', async () => {
+    const proxyClock = new FakeClock(Date.now());
+    const behind = await startGateway({
+      clock: proxyClock,
+      config: testConfig(upstream.url, {
+        store: { type: 'redis', redis: { url: redis.url } },
+        trustedProxies: ['127.0.0.1'],
+        keys: {
+          argon2: { memoryCost: 1024, timeCost: 1 },
+          failureBudget: { perKeyId: 100, perAddress: 3, window: '60s' },
+        },
+      }),
+    });
+    onTestFinished(() => behind.close());
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await behind.issue(`ingress-${i}`, 'reader')).id);
+    const via = (xff: string, key: string) =>
+      send(behind.url, '/model/allocation', {
+        headers: { 'x-api-key': key, 'x-forwarded-for': xff },
+      });
+    const attacker: unknown[] = [];
+    // The attacker also forges an X-Forwarded-For entry of its own: the ingress appends the
+    // real peer (203.0.113.7) after it, and that right-most untrusted hop is what counts.
+    for (const id of ids)
+      attacker.push((await via('198.51.100.1, 203.0.113.7', wrongSecretFor(id))).json.error);
+    expect(attacker.slice(0, 3)).toEqual(['invalid_key', 'invalid_key', 'invalid_key']);
+    expect(attacker.slice(3)).toEqual(['auth_throttled', 'auth_throttled']);
+    // Another caller behind the same ingress still gets its verification.
+    const other = await via('203.0.113.8', wrongSecretFor(ids[4] as string));
+    expect(other.json.error).toBe('invalid_key');
+    // And rotating the forged left-most entry buys the attacker nothing.
+    const rotated = await via('192.0.2.99, 203.0.113.7', wrongSecretFor(ids[0] as string));
+    expect(rotated.json.error).toBe('auth_throttled');
+  });
+});
