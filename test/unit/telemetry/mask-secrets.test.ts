@@ -18,12 +18,15 @@ function pct(c: string, lower: boolean): string {
   return `%${lower ? hex : hex.toUpperCase()}`;
 }
 
-/** The test's own lenient decoder (not keygate's): `%XX` → byte, repeated until stable. */
+/**
+ * The test's own lenient decoder (not keygate's), repeated until stable: `%XX`, IIS-style
+ * `%uXXXX` and JSON/JS `\uXXXX` escapes all become the character they stand for.
+ */
 function decodeFully(text: string): string {
   let current = text;
   for (let i = 0; i < 10; i++) {
-    const next = current.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) =>
-      String.fromCharCode(Number.parseInt(h, 16)),
+    const next = current.replace(/(?:%|\\)u([0-9A-Fa-f]{4})|%([0-9A-Fa-f]{2})/g, (_, u, h) =>
+      String.fromCharCode(Number.parseInt((u ?? h) as string, 16)),
     );
     if (next === current) break;
     current = next;
