@@ -7,6 +7,7 @@ export const ERROR_STATUS = {
   invalid_path: 400,
   ambiguous_credentials: 400,
   credential_in_url: 400,
+  credential_in_header: 400,
   body_not_allowed: 400,
   missing_credentials: 401,
   invalid_key: 401,

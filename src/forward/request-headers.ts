@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { Principal } from '../keys/principal.js';
+import { hasSecretRun } from '../telemetry/mask-secrets.js';
 import { canonicalHeaderName, HeaderDropRule } from './header-families.js';
 
 /**
@@ -32,12 +33,16 @@ export function trustedProxyList(entries: readonly string[]): BlockList {
   return list;
 }
 
-/** The request id to use: the client's when it is a safe token (for tracing), else a new one. */
+/**
+ * The request id to use: the client's when it is a safe token (for tracing), else a new one.
+ * A key matches the token pattern, and the id is logged, echoed and forwarded: an id holding a
+ * secret-like run (see mask-secrets.ts) is replaced, never used as given.
+ */
 export function chooseRequestId(rawHeaders: readonly string[]): string {
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if ((rawHeaders[i] as string).toLowerCase() === 'x-request-id') {
       const value = rawHeaders[i + 1] ?? '';
-      return REQUEST_ID.test(value) ? value : randomUUID();
+      return REQUEST_ID.test(value) && !hasSecretRun(value) ? value : randomUUID();
     }
   }
   return randomUUID();

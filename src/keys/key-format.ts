@@ -68,8 +68,9 @@ export function parseKey(candidate: string, prefix: string): ParsedKey | null {
 
 const BASE62 = /^[0-9A-Za-z]+$/;
 
-/** A pattern secret scanners (and our log redaction) can use to find keys of any prefix. */
-export const KEY_PATTERN = /\b[a-z][a-z0-9]{0,15}_[0-9A-Za-z]{12}_[0-9A-Za-z]{49}\b/g;
+// No key regex is exported: one anchored on word boundaries missed `a_<key>` and `<key>x`.
+// Logs are masked by run length (telemetry/mask-secrets.ts); requests are checked with
+// containsKey after percent-decoding (key-in-request.ts).
 
 /**
  * True when `text` contains a well-formed key of this prefix (checksum included). Used to

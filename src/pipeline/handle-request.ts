@@ -9,7 +9,7 @@ import { chooseRequestId } from '../forward/request-headers.js';
 import { responseHeaders, writeResponseHead } from '../forward/response-headers.js';
 import type { UpstreamClient } from '../forward/upstream-client.js';
 import { classifyUpstreamError, toUpstreamError } from '../forward/upstream-errors.js';
-import { containsKey } from '../keys/key-format.js';
+import { refuseMisplacedKeys } from '../keys/key-in-request.js';
 import type { KeyService } from '../keys/key-service.js';
 import type { LastUsedRecorder } from '../keys/last-used.js';
 import type { KeyVerifier } from '../keys/verifier.js';
@@ -77,6 +77,9 @@ export function createRequestHandler(deps: PipelineDeps) {
         httpVersion: req.httpVersion,
         rawHeaders: req.rawHeaders,
       });
+      // Before the credentials: a key in the URL or a forwarded header is refused whatever
+      // the credential headers say (and whether or not they hold a valid key).
+      refuseMisplacedKeys(req.url ?? '', req.rawHeaders, deps.keyPrefix);
       const credential = extractCredential(req.rawHeaders);
       ctx.credentialSource = credential.source;
       const principal = await verifier.verify(credential.key, {
@@ -86,12 +89,6 @@ export function createRequestHandler(deps: PipelineDeps) {
       deps.lastUsed.mark(principal.keyId);
 
       const target = normaliseTarget(req.url ?? '');
-      if (containsKey(req.url ?? '', deps.keyPrefix)) {
-        throw new KeygateError(
-          'credential_in_url',
-          'the URL contains an API key; send keys only in X-API-KEY or Authorization, and rotate this one',
-        );
-      }
       const method = req.method ?? 'GET';
       if (target.path === ADMIN_PREFIX || target.path.startsWith(`${ADMIN_PREFIX}/`)) {
         ctx.route = 'admin';

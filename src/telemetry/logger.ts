@@ -1,5 +1,5 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
-import { KEY_PATTERN } from '../keys/key-format.js';
+import { maskSecretRuns } from './mask-secrets.js';
 
 export type { Logger } from 'pino';
 
@@ -43,18 +43,20 @@ export function accessLogger(logger: Logger): Logger {
   return logger.child({}, { redact: { paths: [] } });
 }
 
-/** Masks everything shaped like a keygate key (any prefix) in a serialised log line. */
+/**
+ * Masks every secret-like run (see mask-secrets.ts) in a serialised log line: a key in any
+ * field, any surroundings, raw or percent-encoded. pino escapes only `"`, `\\` and control
+ * characters, none of which is a base62 character, so a key's secret is never split by it.
+ */
 export function maskKeys(line: string): string {
-  return line.includes('_') ? line.replace(KEY_PATTERN, '[REDACTED]') : line;
+  return maskSecretRuns(line);
 }
 
 /**
- * Caps a client-supplied string for the log. Keys are masked *before* clipping: a key cut in
- * half by the cap would no longer match the pattern, and its first half would be logged.
- * Strings within the cap are left alone, since maskKeys masks every line as it is written.
+ * Caps a client-supplied string for the log. Secret-like runs are masked *before* clipping: a
+ * key cut in half by the cap would be too short to be recognised, and its first half logged.
  */
 export function scrubForLog(value: string, max = 512): string {
-  if (value.length <= max) return value;
-  const masked = value.replace(KEY_PATTERN, '[REDACTED]');
+  const masked = maskSecretRuns(value);
   return masked.length > max ? `${masked.slice(0, max)}…` : masked;
 }

@@ -1,23 +1,123 @@
-import { KEY_PATTERN, parseKey } from '../../src/keys/key-format.js';
-
 /**
- * Every log line any test captured in this test file's process: in-process log sinks, the
- * output of `keygate serve` children and the CLI's stderr. leak-check.ts scans them all.
+ * The suite's independent leak oracle (DESIGN §12 invariant 5).
+ *
+ * It knows every key the tests were handed (the helpers that issue keys register them here)
+ * and looks for each one, literally, in everything keygate wrote or sent: every log chunk any
+ * test captured (in-process sinks, `keygate serve` children, the CLI's stderr) and every
+ * request the RecordingUpstream received (target and raw headers; bodies are forwarded opaque
+ * by design and are not looked at). It uses nothing from src — no pattern, no parser — so a
+ * miss in keygate's masking cannot hide itself from the check. leak-check.ts runs it after
+ * every test file.
  */
+
+/** Every log chunk captured in this test file's process. */
 export const capturedLogs: string[] = [];
+
+/** Every request the RecordingUpstream received: method, target and raw header lines. */
+export const upstreamRecords: string[] = [];
+
+/** Every key handed to a test (full key → its secret half). */
+const issuedKeys = new Map<string, string>();
+
+/** Keys a test sends to a forbidden place on purpose, each with the test and the reason. */
+const allowed = new Map<string, string>();
 
 export function captureLog(text: string): void {
   if (text) capturedLogs.push(text);
 }
 
-/** Real keys (shape and checksum, any prefix up to the first "_") found in the captured logs. */
-export function leakedKeys(): string[] {
-  const found = new Set<string>();
-  for (const text of capturedLogs) {
-    for (const match of text.matchAll(KEY_PATTERN)) {
-      const prefix = match[0].slice(0, match[0].indexOf('_'));
-      if (parseKey(match[0], prefix) !== null) found.add(match[0]);
+export function captureUpstreamRequest(method: string, url: string, rawHeaders: string[]): void {
+  const lines = [`${method} ${url}`];
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    lines.push(`${rawHeaders[i]}: ${rawHeaders[i + 1]}`);
+  upstreamRecords.push(lines.join('\n'));
+}
+
+/**
+ * The secret half of a key: everything after the second "_" (43 secret + 6 checksum
+ * characters). Found with indexOf, not with any pattern from src.
+ */
+export function secretHalf(key: string): string {
+  const first = key.indexOf('_');
+  const second = key.indexOf('_', first + 1);
+  return second === -1 ? '' : key.slice(second + 1);
+}
+
+/** Records a key a test was given, so the oracle looks for it. Ignores non-keys. */
+export function registerIssuedKey(key: unknown): void {
+  if (typeof key !== 'string') return;
+  const secret = secretHalf(key);
+  // A real secret half is 49 characters; shorter strings would only produce false alarms.
+  if (secret.length >= 43) issuedKeys.set(key, secret);
+}
+
+/** Registers every key-shaped string in a text (the CLI prints keys on stdout). */
+export function registerKeysIn(text: string): void {
+  // The test's own notion of a key's shape, deliberately not key-format.ts's.
+  for (const match of text.matchAll(/[a-z][a-z0-9]{0,15}_[0-9A-Za-z]{12}_[0-9A-Za-z]{49}/g)) {
+    registerIssuedKey(match[0]);
+  }
+}
+
+/** Registers every `key` string field in a JSON response body (admin create/rotate). */
+export function registerKeysInJson(value: unknown, depth = 0): void {
+  if (depth > 8 || value === null || typeof value !== 'object') return;
+  for (const [name, field] of Object.entries(value)) {
+    if (name === 'key') registerIssuedKey(field);
+    else registerKeysInJson(field, depth + 1);
+  }
+}
+
+/**
+ * Exempts one key from the oracle. Only for a test that sends the key somewhere forbidden on
+ * purpose and asserts what happens itself; `why` names the test and the reason.
+ */
+export function allowLeak(key: string, why: string): void {
+  allowed.set(key, why);
+}
+
+export interface Leak {
+  key: string;
+  /** "log" or "upstream", and whether the full key or only its secret half was found. */
+  where: string;
+  excerpt: string;
+}
+
+function excerpt(text: string, at: number): string {
+  return text.slice(Math.max(0, at - 60), at + 120);
+}
+
+/** Every issued key (or its secret half) found in a captured log chunk or upstream record. */
+export function findLeaks(): Leak[] {
+  const leaks: Leak[] = [];
+  const sources: Array<[string, readonly string[]]> = [
+    ['log', capturedLogs],
+    ['upstream', upstreamRecords],
+  ];
+  for (const [key, secret] of issuedKeys) {
+    if (allowed.has(key)) continue;
+    for (const [where, texts] of sources) {
+      for (const text of texts) {
+        if (text.includes(key)) {
+          leaks.push({
+            key,
+            where: `${where}: full key`,
+            excerpt: excerpt(text, text.indexOf(key)),
+          });
+        } else if (text.includes(secret)) {
+          leaks.push({
+            key,
+            where: `${where}: secret half`,
+            excerpt: excerpt(text, text.indexOf(secret)),
+          });
+        }
+      }
     }
   }
-  return [...found];
+  return leaks;
+}
+
+/** How many keys the oracle is watching (a check that watches nothing proves nothing). */
+export function issuedKeyCount(): number {
+  return issuedKeys.size;
 }

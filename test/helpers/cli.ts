@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { captureLog } from './captured-logs.js';
+import { captureLog, registerKeysIn } from './captured-logs.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 // The built CLI: children run exactly what ships (and start without a TypeScript loader,
@@ -32,6 +32,7 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Cli
     child.once('close', (code) => {
       // stderr carries log and audit lines; stdout carries the key by design and is not a log.
       captureLog(stderr);
+      registerKeysIn(stdout); // `keys create` / `keys rotate` print the new key: watch it for leaks
       done({ code, stdout, stderr });
     });
   });

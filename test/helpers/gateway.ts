@@ -8,6 +8,7 @@ import { type Clock, systemClock } from '../../src/shared/clock.js';
 import type { KeyStore } from '../../src/store/key-store.js';
 import { openStore } from '../../src/store/open-store.js';
 import { createLogger } from '../../src/telemetry/logger.js';
+import { registerIssuedKey } from './captured-logs.js';
 import { LogSink } from './log-sink.js';
 
 /** Routes the integration tests exercise: exact, one-segment, subtree, read/write/admin scopes. */
@@ -101,10 +102,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       if ((await store.getAccount(account)) === null) {
         await app.keys.createAccount(TEST_ACTOR, { name: account, role });
       }
-      return app.keys.createKey(TEST_ACTOR, account, {
+      const issued = await app.keys.createKey(TEST_ACTOR, account, {
         description: `test key for ${account}`,
         ...opts,
       });
+      registerIssuedKey(issued.key); // the leak oracle looks for every key a test holds
+      return issued;
     },
     close: () => app.close(),
   };
@@ -128,7 +131,9 @@ export async function mintKey(
     if ((await store.getAccount(account)) === null) {
       await services.keys.createAccount(TEST_ACTOR, { name: account, role });
     }
-    return await services.keys.createKey(TEST_ACTOR, account, { description });
+    const issued = await services.keys.createKey(TEST_ACTOR, account, { description });
+    registerIssuedKey(issued.key); // the leak oracle looks for every key a test holds
+    return issued;
   } finally {
     await services.close();
     await store.close();

@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import { request } from 'undici';
+import { registerKeysInJson } from './captured-logs.js';
 
 export interface HttpResult {
   status: number;
@@ -26,6 +27,7 @@ export async function send(
   } catch {
     // not JSON: tests read .text
   }
+  registerKeysInJson(json); // admin create/rotate answers carry new keys: watch them for leaks
   return { status: res.statusCode, headers: res.headers, text, json };
 }
 
@@ -55,6 +57,7 @@ export function rawHttp(port: number, head: string): Promise<HttpResult> {
       } catch {
         // not JSON
       }
+      registerKeysInJson(json);
       resolve({ status: Number(statusLine.split(' ')[1] ?? 0), headers, text, json });
     });
     socket.write(head.endsWith('\r\n\r\n') ? head : `${head}\r\n\r\n`);

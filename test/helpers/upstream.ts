@@ -6,6 +6,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { captureUpstreamRequest } from './captured-logs.js';
 
 export interface RecordedRequest {
   method: string;
@@ -70,6 +71,8 @@ export class RecordingUpstream {
       body: '',
     };
     this.requests.push(record);
+    // For the leak oracle, kept apart from `requests` (which tests reset): target and headers.
+    captureUpstreamRequest(record.method, record.url, record.rawHeaders);
     const streaming = this.handlers.get(`stream:${path}`);
     if (streaming) {
       void streaming(req, res, Buffer.alloc(0));

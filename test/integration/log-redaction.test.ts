@@ -36,8 +36,15 @@ it('keys planted in the path, the query string and headers appear in no log line
     `GET /model/${key}/x HTTP/1.1\r\nHost: t`,
     `GET /model/allocation HTTP/1.1\r\nHost: t\r\nX-API-KEY: ${key}x`,
     `GET /_keygate/v1/service-accounts/${key} HTTP/1.1\r\nHost: t\r\nX-API-KEY: ${key}`,
+    `GET /model/allocation HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer ${key}`,
   ];
-  for (const head of requests) await rawHttp(gw.port, `${head}\r\nConnection: close`);
+  const statuses: number[] = [];
+  for (const head of requests) {
+    statuses.push((await rawHttp(gw.port, `${head}\r\nConnection: close`)).status);
+  }
+  // Keys in the URL or in a forwarded header are refused before anything else; only the last,
+  // clean request (and the one with a non-key "…x" in X-API-KEY, refused as invalid) differ.
+  expect(statuses).toEqual([400, 400, 400, 400, 400, 401, 400, 200]);
   await gw.logs.waitForAccess(requests.length);
   expect(gw.logs.raw.length).toBeGreaterThanOrEqual(requests.length);
   for (const line of gw.logs.raw) {

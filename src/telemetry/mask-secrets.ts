@@ -1,0 +1,67 @@
+/**
+ * Masking of anything that could be a key's secret, in any surroundings and any encoding.
+ *
+ * A key is `<prefix>_<id>_<secret><checksum>`: its secret half is 49 base62 characters. A
+ * pattern anchored on word boundaries or on the `_` separators misses a key glued to other
+ * word characters (`a_<key>`, `<key>x`) and every encoded form (`kg%5F…`, `%41%42…`,
+ * double-encoded `%2541`). So this does not look for keys at all: it masks every run of at
+ * least SECRET_RUN characters that can spell a secret in some encoding, whatever is around it.
+ *
+ * Run characters: base62, `%` and `\`. Counting `%` and `\` as run characters themselves
+ * (rather than counting a whole `%XX` escape as one unit) makes every escape form part of a
+ * run — `%XX`, `%25XX`, IIS-style `%uXXXX`, a stray `%%34%31` that a lenient decoder turns
+ * into `%41` and then `A`, JSON's `\u0041` — and an encoded run is only ever longer than the
+ * raw one, so it can only cross the threshold sooner. `_` is deliberately not one: the
+ * public `<prefix>_<id>_` in front of the secret stays readable for operators.
+ *
+ * The threshold is the secret's own length (43 characters, 256 bits, before the checksum):
+ * shorter runs — UUIDs, 32-hex trace ids, key ids — are left alone; longer ones, such as a
+ * SHA-256 in hex, are masked too, a price paid for never having to recognise a key.
+ *
+ * A single linear pass over char codes: no regex, no backtracking, no allocation when nothing
+ * is masked (the common case for the access line written on every request).
+ */
+
+/** Shortest run that is masked: a key's secret without its checksum. */
+export const SECRET_RUN = 43;
+export const REDACTED = '[REDACTED]';
+
+const RUN_CHAR = new Uint8Array(128);
+for (const c of '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz%\\') {
+  RUN_CHAR[c.charCodeAt(0)] = 1;
+}
+
+/** Replaces every run of SECRET_RUN or more run characters with `[REDACTED]`. */
+export function maskSecretRuns(text: string): string {
+  const n = text.length;
+  if (n < SECRET_RUN) return text;
+  let out: string | undefined;
+  let copied = 0; // text before this index is already in `out`
+  let runStart = -1;
+  // One step past the end (code 0 is not a run character) closes a run at the end of text.
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? text.charCodeAt(i) : 0;
+    if (c < 128 && RUN_CHAR[c] === 1) {
+      if (runStart < 0) runStart = i;
+    } else if (runStart >= 0) {
+      if (i - runStart >= SECRET_RUN) {
+        out = `${out ?? ''}${text.slice(copied, runStart)}${REDACTED}`;
+        copied = i;
+      }
+      runStart = -1;
+    }
+  }
+  return out === undefined ? text : out + text.slice(copied);
+}
+
+/** True when `text` holds a run that maskSecretRuns would mask. */
+export function hasSecretRun(text: string): boolean {
+  let run = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 128 && RUN_CHAR[c] === 1) {
+      if (++run >= SECRET_RUN) return true;
+    } else run = 0;
+  }
+  return false;
+}
