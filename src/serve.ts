@@ -1,5 +1,6 @@
 import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
+import { redactUrl } from './shared/redact-url.js';
 import { openStore } from './store/open-store.js';
 import { createLogger } from './telemetry/logger.js';
 
@@ -34,7 +35,7 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
       listen: `${address.address}:${address.port}`,
       ops: `${ops.address}:${ops.port}`,
       store: store.kind,
-      upstream: config.upstream.url,
+      upstream: redactUrl(config.upstream.url),
     },
     'keygate listening',
   );
