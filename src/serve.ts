@@ -26,7 +26,14 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
       logger.warn({ err: String(err) }, 'key store not reachable yet; retrying in the background'),
     onError: throttled((err) => logger.warn({ err: err.message }, 'key store connection error')),
   });
-  const app = createApp({ config, store, logger });
+  let app: ReturnType<typeof createApp>;
+  try {
+    app = createApp({ config, store, logger });
+  } catch (err) {
+    // e.g. an unreadable metrics token file: release the store (and its lock) before exit 2.
+    await store.close();
+    throw err;
+  }
   const address = await app.listen();
   const ops = await app.listenOps();
   logger.info(
