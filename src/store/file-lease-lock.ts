@@ -176,6 +176,8 @@ export class LeaseLock {
         Date.now() - version.mtimeMs > ttlMs || performance.now() - watched.since > ttlMs;
       const verdict = judge(holder, leaseExpired);
       if (verdict === 'stale') {
+        // Bounded too: a stale lock that cannot be removed must not hang start-up.
+        if (performance.now() >= deadline + ttlMs) throw lockedError(path, holder, ttlMs);
         await takeOver(path, version, ttlMs);
         // Whoever creates the lock now wins; if another contender is mid-take-over, give it
         // a moment rather than spinning.
