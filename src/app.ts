@@ -24,6 +24,7 @@ import type { KeyStore } from './store/key-store.js';
 import { createInvalidationBus } from './store/open-store.js';
 import { accessLogger, createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
+import { MetricsAuth } from './telemetry/metrics-auth.js';
 import { createOpsServer, listenOn, Readiness } from './telemetry/ops-server.js';
 
 export interface AppDeps {
@@ -155,6 +156,11 @@ function auditFields(entry: AuditEntry) {
 /** The composition root: every long-lived object is built here, once, and passed in. */
 export function createApp(deps: AppDeps): App {
   const { config } = deps;
+  // First, before any worker or timer exists: a missing token file is a config error (exit 2).
+  const metricsAuth =
+    config.ops.metricsTokenFile === undefined
+      ? undefined
+      : MetricsAuth.fromFile(config.ops.metricsTokenFile);
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
   let verifyQueueDepth = () => 0;
@@ -290,7 +296,7 @@ export function createApp(deps: AppDeps): App {
         : 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n',
     );
   });
-  const opsServer = createOpsServer(metrics, readiness);
+  const opsServer = createOpsServer(metrics, readiness, metricsAuth);
 
   let closing: Promise<number> | undefined;
   const shutdown = (drainTimeoutMs: number): Promise<number> => {

@@ -11,6 +11,7 @@ import { KeygateError } from './errors.js';
 import type { Actor, IssuedKey, KeyService, KeyView } from './keys/key-service.js';
 import { serve } from './serve.js';
 import { systemClock } from './shared/clock.js';
+import { redactUrl } from './shared/redact-url.js';
 import { StoreLockedError } from './store/file-key-store.js';
 import { openStore } from './store/open-store.js';
 import { createLogger } from './telemetry/logger.js';
@@ -105,7 +106,7 @@ function configCheck(file: string | undefined): number {
   const path = resolveConfigPath({ file });
   const loaded = loadConfig({ file: path });
   console.error(
-    `${path}: ok (store ${loaded.store.type}, upstream ${loaded.upstream.url}, ${loaded.routes.length} routes, roles ${Object.keys(loaded.roles).join(', ')})`,
+    `${path}: ok (store ${loaded.store.type}, upstream ${redactUrl(loaded.upstream.url)}, ${loaded.routes.length} routes, roles ${Object.keys(loaded.roles).join(', ')})`,
   );
   return 0;
 }

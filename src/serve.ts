@@ -1,5 +1,6 @@
 import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
+import { redactUrl } from './shared/redact-url.js';
 import { openStore } from './store/open-store.js';
 import { createLogger } from './telemetry/logger.js';
 
@@ -25,7 +26,14 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
       logger.warn({ err: String(err) }, 'key store not reachable yet; retrying in the background'),
     onError: throttled((err) => logger.warn({ err: err.message }, 'key store connection error')),
   });
-  const app = createApp({ config, store, logger });
+  let app: ReturnType<typeof createApp>;
+  try {
+    app = createApp({ config, store, logger });
+  } catch (err) {
+    // e.g. an unreadable metrics token file: release the store (and its lock) before exit 2.
+    await store.close();
+    throw err;
+  }
   const address = await app.listen();
   const ops = await app.listenOps();
   logger.info(
@@ -34,7 +42,7 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
       listen: `${address.address}:${address.port}`,
       ops: `${ops.address}:${ops.port}`,
       store: store.kind,
-      upstream: config.upstream.url,
+      upstream: redactUrl(config.upstream.url),
     },
     'keygate listening',
   );

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseDurationMs } from './duration.js';
+import { canonicalHeaderName, reservedHeaderReason } from './reserved-headers.js';
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];
@@ -23,8 +24,37 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   return ms;
 });
 
+/**
+ * Only the origin and path of upstream.url are used (the upstream client connects to the
+ * origin; the path is the base path): userinfo, a query or a fragment would be silently
+ * dropped, and a password in it would be one more copy of a secret in a config file.
+ */
+const upstreamUrl = z.string().superRefine((u, ctx) => {
+  if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol)) {
+    ctx.addIssue({ code: 'custom', message: 'expected an http:// or https:// URL' });
+    return;
+  }
+  const url = new URL(u);
+  if (url.username !== '' || url.password !== '') {
+    ctx.addIssue({
+      code: 'custom',
+      message:
+        'must not contain credentials ("user:password@"): keygate does not send them upstream; remove them from the URL',
+    });
+  }
+  if (url.search !== '' || url.hash !== '' || /[?#]/.test(u)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must not contain a query or fragment: only the origin and path are used',
+    });
+  }
+});
+
 const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1);
+
+/** keygate's own prefix (admin API); compared case-insensitively here, to refuse look-alikes. */
+const ADMIN_SEGMENT = '_keygate';
 
 const routePattern = z.string().superRefine((path, ctx) => {
   if (path === '/') return;
@@ -41,8 +71,20 @@ const routePattern = z.string().superRefine((path, ctx) => {
       });
     } else if (segment === '**' && i !== segments.length - 1) {
       ctx.addIssue({ code: 'custom', message: '"**" may only be the last segment' });
+    } else if (segment === '.' || segment === '..') {
+      // Request paths with dot segments are refused before matching, so such a rule could
+      // never match; and an upstream that resolves them would see a different path.
+      ctx.addIssue({ code: 'custom', message: `dot segment "${segment}" is not allowed` });
     }
   });
+  if (segments[0]?.toLowerCase() === ADMIN_SEGMENT) {
+    // The admin API is dispatched before any route rule; a rule here could never apply, and
+    // reads as if the keygate API were reachable through it.
+    ctx.addIssue({
+      code: 'custom',
+      message: `"/${ADMIN_SEGMENT}" is reserved for keygate's own API`,
+    });
+  }
 });
 
 const route = z.strictObject({
@@ -98,6 +140,34 @@ const cidr = z.string().refine((value) => {
   return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
 }, 'expected an IP address or CIDR block such as 10.0.0.0/8');
 
+/**
+ * Identity headers are set by keygate on every forwarded request: none may be a header that
+ * frames the message, carries a credential or says where the request came from, and no two
+ * may be the same header (the second would silently replace the first).
+ */
+function checkIdentityHeaders(
+  headers: Record<'account' | 'keyId' | 'role', string>,
+  ctx: z.RefinementCtx,
+): void {
+  const seen = new Map<string, string>();
+  for (const field of ['account', 'keyId', 'role'] as const) {
+    const name = headers[field];
+    const canonical = canonicalHeaderName(name);
+    const reason = reservedHeaderReason(name);
+    const first = seen.get(canonical);
+    if (reason !== undefined) {
+      ctx.addIssue({ code: 'custom', path: [field], message: reason });
+    } else if (first !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [field],
+        message: `"${name}" is the same header as identityHeaders.${first}`,
+      });
+    }
+    if (first === undefined) seen.set(canonical, field);
+  }
+}
+
 export const configSchema = z
   .strictObject({
     listen: z
@@ -137,9 +207,7 @@ export const configSchema = z
       })
       .prefault({}),
     upstream: z.strictObject({
-      url: z.string().refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), {
-        message: 'expected an http:// or https:// URL',
-      }),
+      url: upstreamUrl,
       stripPrefix: z
         .string()
         .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, 'expected a path prefix such as /model')
@@ -213,6 +281,7 @@ export const configSchema = z
         keyId: z.string().regex(HEADER_NAME).default('X-Keygate-Key-Id'),
         role: z.string().regex(HEADER_NAME).default('X-Keygate-Role'),
       })
+      .superRefine(checkIdentityHeaders)
       .prefault({}),
     log: z
       .strictObject({

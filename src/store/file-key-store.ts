@@ -1,9 +1,8 @@
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { KeygateError } from '../errors.js';
 import { type NullProtoRecord, nullProtoRecord } from '../shared/null-proto-record.js';
+import { LeaseLock, type LeaseOptions, StoreLockedError } from './file-lease-lock.js';
 import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
 import {
   applyAccountChange,
@@ -19,10 +18,7 @@ interface Document {
   keys: NullProtoRecord<KeyRecord>;
 }
 
-/** The store file is refused to a second process: two writers would lose each other's changes. */
-export class StoreLockedError extends Error {
-  override readonly name = 'StoreLockedError';
-}
+export { StoreLockedError };
 
 /**
  * Embedded single-instance store: one JSON document held in memory, every change written
@@ -35,18 +31,21 @@ export class FileKeyStore implements KeyStore {
 
   private constructor(
     readonly path: string,
-    private readonly lockPath: string,
+    private readonly lock: LeaseLock,
     private doc: Document,
   ) {}
 
-  static async open(path: string): Promise<FileKeyStore> {
+  /**
+   * Takes the store's lease lock (`<path>.lock`, see LeaseLock), then reads the file. `lock`
+   * tunes the lease (tests shorten it) and reports its loss (`onLost`).
+   */
+  static async open(path: string, lock: LeaseOptions = {}): Promise<FileKeyStore> {
     await mkdir(dirname(path), { recursive: true });
-    const lockPath = `${path}.lock`;
-    acquireLock(lockPath);
+    const held = await LeaseLock.acquire(`${path}.lock`, lock);
     try {
-      return new FileKeyStore(path, lockPath, await readDocument(path));
+      return new FileKeyStore(path, held, await readDocument(path));
     } catch (err) {
-      releaseLock(lockPath);
+      await held.release();
       throw err;
     }
   }
@@ -154,13 +153,16 @@ export class FileKeyStore implements KeyStore {
 
   async ping(): Promise<void> {
     if (this.closed) throw new KeygateError('store_unavailable', 'key store is closed');
+    // Another process holds the file now: this replica must leave the rotation.
+    const lost = this.lock.lost;
+    if (lost) throw new KeygateError('store_unavailable', lost.message);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.writes.catch(() => undefined);
-    releaseLock(this.lockPath);
+    await this.lock.release();
   }
 
   /**
@@ -170,6 +172,12 @@ export class FileKeyStore implements KeyStore {
   private mutate(change: (doc: Document) => void): Promise<void> {
     const run = async () => {
       if (this.closed) throw new KeygateError('store_unavailable', 'key store is closed');
+      try {
+        this.lock.verifyHeld();
+      } catch (err) {
+        // Two writers would each overwrite the other's changes: the one that lost stops.
+        throw new KeygateError('store_unavailable', (err as Error).message, { cause: err });
+      }
       const next = cloneDocument(this.doc);
       change(next);
       try {
@@ -253,56 +261,5 @@ async function writeAtomically(path: string, content: string): Promise<void> {
     await dir.sync();
   } finally {
     await dir.close();
-  }
-}
-
-function acquireLock(lockPath: string): void {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(lockPath, 'wx', 0o600);
-      writeSync(fd, JSON.stringify({ pid: process.pid, host: hostname() }));
-      closeSync(fd);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = readLock(lockPath);
-      if (holder && (holder.host !== hostname() || isAlive(holder.pid))) {
-        throw new StoreLockedError(
-          `store file is in use by keygate pid ${holder.pid} on ${holder.host} (lock ${lockPath}); ` +
-            'stop that process, or use the Redis store to share keys between processes',
-        );
-      }
-      // The holder died without cleaning up: the lock is stale.
-      unlinkSync(lockPath);
-    }
-  }
-  throw new StoreLockedError(`could not take the store lock ${lockPath}`);
-}
-
-function readLock(lockPath: string): { pid: number; host: string } | null {
-  try {
-    const parsed = JSON.parse(readFileSync(lockPath, 'utf8')) as { pid?: unknown; host?: unknown };
-    return typeof parsed.pid === 'number' && typeof parsed.host === 'string'
-      ? { pid: parsed.pid, host: parsed.host }
-      : null;
-  } catch {
-    return null;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function releaseLock(lockPath: string): void {
-  try {
-    unlinkSync(lockPath);
-  } catch {
-    // Already gone: nothing to release.
   }
 }

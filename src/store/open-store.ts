@@ -19,7 +19,12 @@ export async function openStore(
   config: Config['store'],
   options: OpenStoreOptions,
 ): Promise<KeyStore> {
-  if (config.type === 'file') return FileKeyStore.open(config.file.path);
+  if (config.type === 'file') {
+    // Losing the lease is logged like a connection error; ping() then fails readiness.
+    return FileKeyStore.open(config.file.path, {
+      ...(options.onError ? { onLost: options.onError } : {}),
+    });
+  }
   const store = RedisKeyStore.create(config.redis, options.onError);
   try {
     await store.connect();

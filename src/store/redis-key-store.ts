@@ -1,6 +1,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { KeygateError } from '../errors.js';
+import { redactUrl } from '../shared/redact-url.js';
 import { RedisInvalidationBus } from './invalidation-bus.js';
 import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
 import { alreadyRotated, missingAccount, missingKey, staleKey } from './record-rules.js';
@@ -361,12 +362,6 @@ function describeTarget(config: RedisConfig): string {
     return `sentinel master "${s.name}" via ${s.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')}`;
   }
   return redactUrl(config.url ?? 'redis://127.0.0.1:6379/0');
-}
-
-function redactUrl(raw: string): string {
-  const url = new URL(raw);
-  if (url.password) url.password = '***';
-  return url.toString();
 }
 
 function createClient(config: RedisConfig): Client {

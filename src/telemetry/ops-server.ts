@@ -1,7 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { errorHeaders, type KeygateError, toErrorBody } from '../errors.js';
 import type { KeyStore } from '../store/key-store.js';
 import type { Metrics } from './metrics.js';
+import type { MetricsAuth } from './metrics-auth.js';
 
 /**
  * Whether this replica should receive traffic: not while draining, not while the store is
@@ -30,9 +33,15 @@ export class Readiness {
 
 /**
  * The operations listener, on its own port so that its paths never shadow upstream paths on
- * the proxy port and it need not be exposed through ingress.
+ * the proxy port and it need not be exposed through ingress. /healthz and /readyz stay open
+ * (probes carry no credentials, and they reveal nothing); /metrics names accounts and their
+ * traffic, so it takes a bearer token when one is configured (`metricsAuth`).
  */
-export function createOpsServer(metrics: Metrics, readiness: Readiness): Server {
+export function createOpsServer(
+  metrics: Metrics,
+  readiness: Readiness,
+  metricsAuth?: MetricsAuth,
+): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const reply = (status: number, body: unknown) => {
@@ -56,6 +65,18 @@ export function createOpsServer(metrics: Metrics, readiness: Readiness): Server 
           );
         return;
       case '/metrics':
+        try {
+          metricsAuth?.check(req.rawHeaders);
+        } catch (err) {
+          const refusal = err as KeygateError;
+          res.writeHead(refusal.status, {
+            'content-type': 'application/json',
+            'cache-control': 'no-store',
+            ...errorHeaders(refusal),
+          });
+          res.end(JSON.stringify(toErrorBody(refusal, randomUUID())));
+          return;
+        }
         metrics.registry.metrics().then(
           (text) => {
             res.writeHead(200, { 'content-type': metrics.registry.contentType });

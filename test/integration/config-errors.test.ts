@@ -26,6 +26,31 @@ const BROKEN: Array<[name: string, yaml: string, path: string, env?: Record<stri
     'routes[0].path',
   ],
   ['bad env override', UPSTREAM, 'listen.port', { KEYGATE_PORT: 'http' }],
+  [
+    'route under the reserved /_keygate prefix',
+    `${UPSTREAM}routes:\n  - { name: a, methods: [GET], path: /_keygate/v1/service-accounts, scopes: [read] }\n`,
+    'routes[0].path',
+  ],
+  [
+    'route with a dot segment',
+    `${UPSTREAM}routes:\n  - { name: a, methods: [GET], path: /model/../etl, scopes: [read] }\n`,
+    'routes[0].path',
+  ],
+  [
+    'identity header named after a forwarding header',
+    `${UPSTREAM}identityHeaders: { account: X-Forwarded-User }\n`,
+    'identityHeaders.account',
+  ],
+  [
+    'identity header named after the credential header',
+    `${UPSTREAM}identityHeaders: { role: x-api-key }\n`,
+    'identityHeaders.role',
+  ],
+  [
+    'two identity headers that are one header',
+    `${UPSTREAM}identityHeaders: { account: X-User, keyId: x-user }\n`,
+    'identityHeaders.keyId',
+  ],
   ['invalid YAML', `${UPSTREAM}listen: { port: 8080\n`, 'YAML'],
 ];
 
@@ -39,6 +64,25 @@ describe('broken configs exit 2 and name the bad path', () => {
       expect(result.stderr).toContain(file);
     });
   }
+
+  it('a password in upstream.url is refused by config check and never printed', async () => {
+    const file = writeTempConfig('upstream: { url: "http://svc:hunter2@127.0.0.1:9004" }\n');
+    const result = await runCli(['config', 'check', file]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('upstream.url');
+    expect(result.stderr).toContain('credentials');
+    expect(result.stdout + result.stderr).not.toContain('hunter2');
+  });
+
+  it('a password in KEYGATE_UPSTREAM_URL is refused by serve and never printed', async () => {
+    const file = writeTempConfig(UPSTREAM);
+    const result = await runCli(['serve', '--config', file], {
+      KEYGATE_UPSTREAM_URL: 'http://svc:hunter2@127.0.0.1:9004',
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('KEYGATE_UPSTREAM_URL');
+    expect(result.stdout + result.stderr).not.toContain('hunter2');
+  });
 
   it('serve refuses a broken config with exit 2 before opening anything', async () => {
     const file = writeTempConfig(

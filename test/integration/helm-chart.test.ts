@@ -217,4 +217,102 @@ describe('chart wiring', () => {
     const out = execFileSync(HELM, args, { encoding: 'utf8' });
     expect(out).not.toContain('kind: ServiceMonitor');
   });
+
+  type PodSpec = {
+    containers: Array<{
+      name: string;
+      volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+    }>;
+    volumes: Array<{
+      name: string;
+      secret?: { secretName: string; items: Array<{ key: string; path: string }> };
+    }>;
+  };
+  const podSpec = (objects: K8sObject[]) =>
+    (find(objects, 'Deployment') as never as { spec: { template: { spec: PodSpec } } }).spec
+      .template.spec;
+  const opsConfig = (objects: K8sObject[]) =>
+    (
+      parse(
+        (find(objects, 'ConfigMap') as never as { data: Record<string, string> }).data[
+          'keygate.yaml'
+        ] as string,
+      ) as { ops: Record<string, unknown> }
+    ).ops;
+  const endpoint = (objects: K8sObject[]) =>
+    (
+      find(objects, 'ServiceMonitor') as never as {
+        spec: { endpoints: Array<Record<string, unknown>> };
+      }
+    ).spec.endpoints[0] as Record<string, unknown>;
+
+  it.each(CI_VALUES)(
+    'ops listens on 0.0.0.0 inside the pod (probes, Prometheus) with ci/%s',
+    (file) => {
+      const { objects } = render([join(CHART, 'ci', file)]);
+      expect(opsConfig(objects).host).toBe('0.0.0.0');
+    },
+  );
+
+  it('metrics.auth: the Secret is mounted as ops.metricsTokenFile and the ServiceMonitor presents it', () => {
+    const { ok, objects, stderr } = render([join(CHART, 'ci/metrics-auth-values.yaml')]);
+    expect(ok, stderr).toBe(true);
+    const tokenFile = opsConfig(objects).metricsTokenFile as string;
+    expect(tokenFile).toBe('/etc/keygate-metrics/token');
+    const spec = podSpec(objects);
+    const volume = spec.volumes.find((v) => v.secret?.secretName === 'keygate-metrics');
+    expect(volume?.secret?.items).toEqual([{ key: 'token', path: 'token' }]);
+    const mount = spec.containers
+      .find((c) => c.name === 'keygate')
+      ?.volumeMounts.find((m) => m.name === volume?.name);
+    expect(mount).toMatchObject({ readOnly: true });
+    expect(`${mount?.mountPath}/token`).toBe(tokenFile);
+    expect(endpoint(objects)).toMatchObject({
+      port: 'ops',
+      path: '/metrics',
+      authorization: { type: 'Bearer', credentials: { name: 'keygate-metrics', key: 'token' } },
+    });
+    // The token itself is never in the chart's output, only the Secret's name.
+    const policy = find(objects, 'NetworkPolicy') as never as {
+      spec: { ingress: Array<{ ports: Array<{ port: string }>; from?: unknown[] }> };
+    };
+    const opsRule = policy.spec.ingress.find((r) => r.ports.some((p) => p.port === 'ops'));
+    expect(opsRule?.from).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } },
+    ]);
+  });
+
+  it('metrics.auth with another key name maps that key to the token file', () => {
+    const values = writeTempConfig({
+      redis: { existingSecret: { name: 'r', key: 'url' } },
+      metrics: { auth: { existingSecret: { name: 'prom', key: 'bearer' } } },
+    });
+    const { objects } = render([values]);
+    const volume = podSpec(objects).volumes.find((v) => v.secret?.secretName === 'prom');
+    expect(volume?.secret?.items).toEqual([{ key: 'bearer', path: 'token' }]);
+    expect(opsConfig(objects).metricsTokenFile).toBe('/etc/keygate-metrics/token');
+  });
+
+  it('without metrics.auth: no token file, no mount, no authorization on the ServiceMonitor', () => {
+    const { objects } = render([join(CHART, 'ci/monitoring-values.yaml')]);
+    expect(opsConfig(objects)).not.toHaveProperty('metricsTokenFile');
+    expect(JSON.stringify(podSpec(objects))).not.toContain('keygate-metrics');
+    expect(endpoint(objects)).not.toHaveProperty('authorization');
+  });
+
+  it('metrics.auth values are checked by the schema', () => {
+    expect(
+      validateValues(
+        mergeValues(defaults, { metrics: { auth: { existingSecret: { name: 's' } } } }),
+      ),
+    ).toBe(true);
+    expect(validateValues(mergeValues(defaults, { metrics: { auth: { secret: 's' } } }))).toBe(
+      false,
+    );
+    expect(
+      validateValues(
+        mergeValues(defaults, { metrics: { auth: { existingSecret: { name: 's', key: '' } } } }),
+      ),
+    ).toBe(false);
+  });
 });

@@ -90,9 +90,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- else -}}
 {{- $_ := set $store "file" (dict "path" "/data/keygate.json") -}}
 {{- end -}}
+{{- /* 0.0.0.0 in the pod: the kubelet's probes and Prometheus connect to the pod IP. */ -}}
+{{- $ops := dict "host" "0.0.0.0" "port" (int .Values.ports.ops) -}}
+{{- if .Values.metrics.auth.existingSecret.name -}}
+{{- $_ := set $ops "metricsTokenFile" "/etc/keygate-metrics/token" -}}
+{{- end -}}
 {{- $config := dict
   "listen" (dict "host" "0.0.0.0" "port" (int .Values.ports.proxy) "drainTimeout" (printf "%ds" (int .Values.shutdown.drainTimeoutSeconds)))
-  "ops" (dict "host" "0.0.0.0" "port" (int .Values.ports.ops))
+  "ops" $ops
   "upstream" .Values.config.upstream
   "store" $store
   "keys" .Values.config.keys
@@ -134,6 +139,11 @@ volumeMounts:
     mountPath: /data
   - name: keygate-tmp
     mountPath: /tmp
+  {{- if .Values.metrics.auth.existingSecret.name }}
+  - name: keygate-metrics-token
+    mountPath: /etc/keygate-metrics
+    readOnly: true
+  {{- end }}
 {{- end -}}
 
 {{/*
@@ -183,4 +193,15 @@ readinessProbe:
   emptyDir:
     medium: Memory
     sizeLimit: 16Mi
+{{- with .Values.metrics.auth.existingSecret }}
+{{- if .name }}
+- name: keygate-metrics-token
+  secret:
+    secretName: {{ .name }}
+    items:
+      - key: {{ .key }}
+        path: token
+    defaultMode: 288 # 0440: readable by the pod's fsGroup, not by others
+{{- end }}
+{{- end }}
 {{- end -}}

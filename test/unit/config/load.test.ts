@@ -1,6 +1,8 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDurationMs } from '../../../src/config/duration.js';
 import { ConfigError, parseConfig } from '../../../src/config/load.js';
+import { redactUrl } from '../../../src/shared/redact-url.js';
 
 const MIN = 'upstream: { url: "http://127.0.0.1:9004" }\n';
 
@@ -132,6 +134,243 @@ describe('parseConfig', () => {
   it('reports every problem at once, not just the first', () => {
     expect(problems('listen: { port: "x" }\nlog: { level: loud }\n').length).toBeGreaterThanOrEqual(
       3,
+    );
+  });
+});
+
+function route(path: string): string {
+  return `${MIN}routes:\n  - { name: a, methods: [GET], path: ${JSON.stringify(path)}, scopes: [read] }\n`;
+}
+
+function identity(headers: Record<string, string>): string {
+  const fields = Object.entries(headers)
+    .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+    .join(', ');
+  return `${MIN}identityHeaders: { ${fields} }\n`;
+}
+
+function accepted(yaml: string): boolean {
+  try {
+    parseConfig(yaml, 't');
+    return true;
+  } catch (err) {
+    if (err instanceof ConfigError) return false;
+    throw err;
+  }
+}
+
+describe('route paths: the reserved prefix and dot segments', () => {
+  it.each([
+    '/_keygate',
+    '/_keygate/v1',
+    '/_keygate/v1/accounts',
+    '/_keygate/**',
+    '/_keygate/*',
+    '/_KEYGATE/v1',
+    '/_Keygate/**',
+  ])('%s is refused at routes[0].path', (path) => {
+    const found = problems(route(path));
+    expect(found).toContainEqual({
+      path: 'routes[0].path',
+      message: expect.stringContaining('reserved'),
+    });
+  });
+
+  it.each([
+    '/.',
+    '/..',
+    '/model/..',
+    '/model/../_keygate/v1',
+    '/model/./allocation',
+    '/a/../**',
+    '/../*',
+  ])('%s (dot segment) is refused at routes[0].path', (path) => {
+    const found = problems(route(path));
+    expect(found).toContainEqual({
+      path: 'routes[0].path',
+      message: expect.stringContaining('dot segment'),
+    });
+  });
+
+  it.each([
+    '/_keygates',
+    '/x/_keygate',
+    '/keygate',
+    '/.well-known',
+    '/a/..b',
+    '/a/...',
+    '/**',
+    '/*/v1',
+  ])('%s is accepted (not the reserved prefix, not a dot segment)', (path) => {
+    expect(accepted(route(path))).toBe(true);
+  });
+
+  it('property: a pattern is accepted only if no segment is "." or ".." and it is not under /_keygate', () => {
+    const segment = fc.oneof(
+      fc.constantFrom('.', '..', '*', '**', '_keygate', '_KeyGate', 'model', '...', '.a', 'a.'),
+      fc.stringMatching(/^[A-Za-z0-9._~-]{1,6}$/),
+    );
+    fc.assert(
+      fc.property(fc.array(segment, { minLength: 1, maxLength: 5 }), (segments) => {
+        const path = `/${segments.join('/')}`;
+        const ok = accepted(route(path));
+        if (segments.some((s) => s === '.' || s === '..')) expect(ok).toBe(false);
+        if (segments[0]?.toLowerCase() === '_keygate') expect(ok).toBe(false);
+        if (ok) {
+          expect(segments.includes('.') || segments.includes('..')).toBe(false);
+          expect(
+            path.toLowerCase().startsWith('/_keygate/') || path.toLowerCase() === '/_keygate',
+          ).toBe(false);
+        }
+      }),
+    );
+  });
+});
+
+describe('identity header names', () => {
+  const RESERVED = [
+    'Host',
+    'host',
+    'Content-Length',
+    'Transfer-Encoding',
+    'Connection',
+    'Keep-Alive',
+    'TE',
+    'Trailer',
+    'Upgrade',
+    'Expect',
+    'Authorization',
+    'Proxy-Authorization',
+    'Proxy-Anything',
+    'X-API-KEY',
+    'x-api-key',
+    'Cookie',
+    'Forwarded',
+    'X-Forwarded-For',
+    'X-Forwarded-User',
+    'x-forwarded-anything',
+    'X-Real-IP',
+    'X-Request-Id',
+    'X-Original-URI',
+    'X-Envoy-Original-Path',
+    'X-HTTP-Method-Override',
+    'True-Client-IP',
+    'Via',
+    'constructor',
+    'Constructor',
+  ];
+  for (const field of ['account', 'keyId', 'role']) {
+    it.each(RESERVED)(`identityHeaders.${field}: %s is refused`, (name) => {
+      const found = problems(identity({ [field]: name }));
+      expect(found.map((p) => p.path)).toContain(`identityHeaders.${field}`);
+    });
+  }
+
+  it.each([
+    ['same name', { account: 'X-User', keyId: 'X-User' }],
+    ['different case', { account: 'X-User', role: 'x-USER' }],
+    ['default name reused', { role: 'x-keygate-account' }],
+  ])('two identity headers that are one header (%s) are refused', (_name, headers) => {
+    const found = problems(identity(headers));
+    expect(found.length).toBe(1);
+    expect(found[0]?.message).toContain('same header');
+  });
+
+  it.each(['X_Forwarded_For', 'X-User name', '__proto__', 'x-user:', ''])(
+    'a name that is not a plain token (%j) is refused',
+    (name) => {
+      expect(accepted(identity({ account: name }))).toBe(false);
+    },
+  );
+
+  it('accepts distinct, unreserved names', () => {
+    const config = parseConfig(
+      identity({ account: 'X-Tenant', keyId: 'X-Tenant-Key', role: 'X-Tenant-Role' }),
+      't',
+    );
+    expect(config.identityHeaders).toEqual({
+      account: 'X-Tenant',
+      keyId: 'X-Tenant-Key',
+      role: 'X-Tenant-Role',
+    });
+  });
+
+  it('property: any accepted triple is three different, unreserved headers', () => {
+    const name = fc.oneof(
+      fc.constantFrom(...RESERVED, 'X-Keygate-Account', 'x-keygate-account', 'X-A', 'x-a'),
+      fc.stringMatching(/^[A-Za-z0-9-]{1,12}$/),
+    );
+    fc.assert(
+      fc.property(name, name, name, (account, keyId, role) => {
+        if (!accepted(identity({ account, keyId, role }))) return;
+        const lower = [account, keyId, role].map((n) => n.toLowerCase());
+        expect(new Set(lower).size).toBe(3);
+        for (const n of lower) {
+          expect(RESERVED.map((r) => r.toLowerCase())).not.toContain(n);
+          expect(/^(proxy-|x-forwarded-|x-original-|x-envoy-)/.test(n)).toBe(false);
+        }
+      }),
+    );
+  });
+});
+
+describe('upstream.url', () => {
+  it.each([
+    'http://user:secret@agg:9004',
+    'http://user@agg:9004',
+    'http://:secret@agg:9004',
+    'https://token@agg/model',
+  ])('credentials in %s are refused, and the message does not echo them', (url) => {
+    const found = problems(`upstream: { url: ${JSON.stringify(url)} }\n`);
+    expect(found).toEqual([
+      { path: 'upstream.url', message: expect.stringContaining('credentials') },
+    ]);
+    expect(JSON.stringify(found)).not.toContain('secret');
+    expect(JSON.stringify(found)).not.toContain('token');
+  });
+
+  it('credentials set by KEYGATE_UPSTREAM_URL are refused and the env variable is named', () => {
+    const found = problems(MIN, { KEYGATE_UPSTREAM_URL: 'http://u:hunter2@agg:9004' });
+    expect(found[0]?.path).toBe('upstream.url');
+    expect(found[0]?.message).toContain('KEYGATE_UPSTREAM_URL');
+    expect(JSON.stringify(found)).not.toContain('hunter2');
+  });
+
+  it.each(['http://agg:9004/?token=x', 'http://agg:9004/model#x', 'http://agg:9004?'])(
+    'a query or fragment (%s) is refused: it would be silently dropped',
+    (url) => {
+      expect(problems(`upstream: { url: ${JSON.stringify(url)} }\n`).map((p) => p.path)).toEqual([
+        'upstream.url',
+      ]);
+    },
+  );
+
+  it.each(['http://agg:9004', 'https://agg.example/model', 'http://[::1]:9004/base/path'])(
+    '%s is accepted',
+    (url) => {
+      expect(accepted(`upstream: { url: ${JSON.stringify(url)} }\n`)).toBe(true);
+    },
+  );
+});
+
+describe('redactUrl', () => {
+  it.each([
+    ['http://user:secret@agg:9004/x', 'http://user:***@agg:9004/x'],
+    ['http://token@agg:9004', 'http://***@agg:9004/'],
+    ['redis://:pw@r:6379/0', 'redis://:***@r:6379/0'],
+    ['http://agg:9004', 'http://agg:9004/'],
+    ['not a url secret', '(unparseable URL)'],
+  ])('%s → %s', (raw, printed) => {
+    expect(redactUrl(raw)).toBe(printed);
+  });
+
+  it('property: the password and a lone user name never survive', () => {
+    const secret = fc.stringMatching(/^[A-Za-z0-9]{8,20}$/);
+    fc.assert(
+      fc.property(secret, fc.boolean(), (s, withUser) => {
+        const raw = withUser ? `http://someone:${s}@h:1/p` : `http://${s}@h:1/p`;
+        expect(redactUrl(raw)).not.toContain(s);
+      }),
     );
   });
 });
