@@ -268,6 +268,10 @@ export function createApp(deps: AppDeps): App {
     },
     (req, res) => void handler(req, res),
   );
+  // Keep every header line (listen.maxHeaderBytes bounds them): Node's default silently drops
+  // lines past about 1000, where a second Host or a Content-Length would hide from checkFraming,
+  // which refuses more than MAX_HEADER_LINES itself.
+  server.maxHeadersCount = 0;
   // With a listener here node:http no longer answers `100 Continue` by itself: the handler
   // sends it only after authentication and route policy admitted the request.
   server.on('checkContinue', (req, res) => void handler(req, res, true));

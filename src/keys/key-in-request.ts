@@ -88,12 +88,16 @@ export function refuseMisplacedKeys(
     );
   }
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    const value = rawHeaders[i + 1] ?? '';
+    // The name is forwarded too (lower-cased: too late to recognise the key), and a key pasted
+    // as a header line without its name ("<key>: x", or split at a ":" inside it) ends up there;
+    // name and value are read as one text, in the case the client sent them.
+    const rawName = rawHeaders[i] as string;
+    const text = rawName + (rawHeaders[i + 1] ?? '');
     // Cheap pre-filter: a header without the prefix (or an escape) cannot hold a key.
-    if (!value.includes(prefix) && !value.includes('%')) continue;
-    const name = (rawHeaders[i] as string).toLowerCase().replaceAll('_', '-');
+    if (!text.includes(prefix) && !text.includes('%')) continue;
+    const name = rawName.toLowerCase().replaceAll('_', '-');
     if (CREDENTIAL_HEADERS.has(name)) continue;
-    if (carriesKey(value, prefix)) {
+    if (carriesKey(text, prefix)) {
       throw new KeygateError(
         'credential_in_header',
         'a header other than X-API-KEY or Authorization contains an API key; it would be forwarded, so the request is refused: rotate this key',

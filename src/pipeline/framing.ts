@@ -8,6 +8,16 @@ import { KeygateError } from '../errors.js';
  */
 const BODYLESS_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
+/**
+ * Most header field lines a request may carry. keygate appends its own identity and forwarding
+ * headers after the client's; a server that keeps only its first N lines and silently drops the
+ * rest (Node's default keeps about 1000) would lose exactly those, so a client could strip them.
+ * Real clients send a few dozen (Envoy's default cap is 100, HAProxy's 101). The listener keeps
+ * every line (server.maxHeadersCount = 0, bounded by listen.maxHeaderBytes), so this count is
+ * exact and no Host, Content-Length or credential can hide past a parser's cut-off either.
+ */
+export const MAX_HEADER_LINES = 256;
+
 export interface FramingInput {
   method: string;
   /** "1.1" or "1.0", as node:http reports it. */
@@ -32,6 +42,12 @@ export function checkFraming(input: FramingInput): Framing {
   const codingLines: string[] = [];
   let contentLength: string | undefined;
   const raw = input.rawHeaders;
+  if (raw.length > MAX_HEADER_LINES * 2) {
+    throw new KeygateError(
+      'bad_request',
+      `the request has more than ${MAX_HEADER_LINES} header fields`,
+    );
+  }
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     const value = raw[i + 1] as string;

@@ -190,6 +190,43 @@ describe('framing: checked before credentials, never forwarded', () => {
     }
   }
 
+  // A Node server keeps only its first ~1000 header lines and drops the rest silently: past
+  // that line a second Host (or a Content-Length) hid from keygate's checks, and keygate's own
+  // identity headers, appended last, never reached a Node upstream.
+  const junk = (n: number) => Array.from({ length: n }, (_, i) => `x-junk-${i}: v`).join('\r\n');
+
+  it('a second Host after 1100 header lines → 400, never forwarded', async () => {
+    const res = await rawHttp(
+      gw.port,
+      `GET /model/allocation HTTP/1.1\r\nHost: a\r\nX-API-Key: ${reader}\r\n${junk(1100)}\r\nHost: evil\r\nConnection: close`,
+    );
+    expect(res.status).toBe(400);
+    expect(res.json.error).toBe('bad_request');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('more header lines than a Node upstream keeps → 400: the client cannot push keygate’s identity headers off the end', async () => {
+    const res = await rawHttp(
+      gw.port,
+      `GET /model/allocation HTTP/1.1\r\nHost: a\r\nX-API-Key: ${reader}\r\n${junk(1020)}\r\nConnection: close`,
+    );
+    // Whatever keygate answers, an upstream request without keygate's identity must not exist.
+    for (const r of upstream.requests)
+      expect(r.headers['x-keygate-account']).toBe('framing-reader');
+    expect(res.status).toBe(400);
+    expect(res.json.error).toBe('bad_request');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('a request with a few dozen headers is forwarded with keygate’s identity', async () => {
+    const res = await rawHttp(
+      gw.port,
+      `GET /model/allocation HTTP/1.1\r\nHost: a\r\nX-API-Key: ${reader}\r\n${junk(60)}\r\nConnection: close`,
+    );
+    expect(res.status).toBe(200);
+    expect(upstream.requests[0]?.headers['x-keygate-account']).toBe('framing-reader');
+  });
+
   it('GET with Content-Length: 0 is forwarded', async () => {
     const res = await rawHttp(
       gw.port,

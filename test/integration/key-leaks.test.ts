@@ -131,6 +131,25 @@ describe('a key in a forwarded header', () => {
   });
 });
 
+describe('a key as a header name', () => {
+  // Forwarded names are lower-cased, which also hides them from a case-sensitive leak search:
+  // the upstream record is searched case-insensitively here.
+  it.each([
+    ['the whole key as the name', (k: string) => `${k}: 1`],
+    ['split at a ":" inside the secret', (k: string) => `${k.slice(0, 30)}: ${k.slice(30)}`],
+  ])('%s: 400 credential_in_header, nothing forwarded', async (_what, line) => {
+    const res = await get('/model/allocation', [`X-API-KEY: ${valid}`, line(planted)]);
+    expect(res.status).toBe(400);
+    expect(res.json.error).toBe('credential_in_header');
+    expect(upstream.requests).toHaveLength(0);
+    expectNowhere(planted, [res.text]);
+    const lower = secretHalf(planted).toLowerCase().slice(-20);
+    for (const r of upstream.requests) {
+      expect(r.rawHeaders.join('\n').toLowerCase().includes(lower)).toBe(false);
+    }
+  });
+});
+
 describe('a request id carrying a key or a secret', () => {
   it('a key as X-Request-Id is refused and neither echoed nor logged', async () => {
     const before = gw.logs.access().length;

@@ -137,6 +137,18 @@ describe('refuseMisplacedKeys', () => {
     );
   });
 
+  it('refuses a key as a header name, or split between name and value (both are forwarded)', () => {
+    expect(ok('/m', ['X-API-KEY', key, key, '1'])).toBe('credential_in_header');
+    expect(ok('/m', [key.replaceAll('_', '%5F'), ''])).toBe('credential_in_header');
+    for (const at of [3, 17, 30, key.length - 1]) {
+      expect(ok('/m', [key.slice(0, at), key.slice(at)]), `split at ${at}`).toBe(
+        'credential_in_header',
+      );
+    }
+    // A name that is a look-alike, next to a value that completes nothing, passes.
+    expect(ok('/m', ['kg_7d', key.slice(6), 'X-API-KEY', key])).toBeUndefined();
+  });
+
   it('passes look-alikes and other deployments’ keys in headers', () => {
     expect(ok('/m', ['X-Debug', 'kg_7d', 'X-Other', other, 'X-Trunc', key.slice(0, -1)])).toBe(
       undefined,

@@ -1,7 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { KeygateError } from '../../../src/errors.js';
-import { checkFraming, type FramingInput } from '../../../src/pipeline/framing.js';
+import {
+  checkFraming,
+  type FramingInput,
+  MAX_HEADER_LINES,
+} from '../../../src/pipeline/framing.js';
 
 function outcome(input: FramingInput): { hasBody: boolean } | { code: string } {
   try {
@@ -180,5 +184,31 @@ describe('checkFraming: bodies on GET, HEAD, OPTIONS, TRACE', () => {
         }
       }),
     );
+  });
+});
+
+describe('checkFraming: the number of header lines', () => {
+  const lines = (n: number) => [
+    'Host',
+    'kg.example',
+    ...Array.from({ length: n - 1 }, (_, i) => [`x-${i}`, 'v']).flat(),
+  ];
+
+  it('up to MAX_HEADER_LINES (256) lines pass; one more is refused before anything else is read', () => {
+    expect(MAX_HEADER_LINES).toBe(256);
+    expect(
+      outcome({ method: 'GET', httpVersion: '1.1', rawHeaders: lines(MAX_HEADER_LINES) }),
+    ).toEqual({
+      hasBody: false,
+    });
+    expect(
+      outcome({ method: 'GET', httpVersion: '1.1', rawHeaders: lines(MAX_HEADER_LINES + 1) }),
+    ).toEqual({ code: 'bad_request' });
+  });
+
+  it('leaves room for keygate’s own headers below Node’s default cut-off (about 1000 lines)', () => {
+    // keygate appends 8 (forwarding, request id, identity) and undici 2-3 (host, connection,
+    // framing): all of them must land before a default Node upstream stops reading.
+    expect(MAX_HEADER_LINES + 16).toBeLessThan(1000);
   });
 });
