@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   body_timeout: 408,
   payload_too_large: 413,
+  too_many_headers: 431,
   unsupported_media_type: 415,
   conflict: 409,
   rate_limited: 429,

@@ -12,18 +12,30 @@ const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype']);
 
 /** The path of the first member, at any depth, named like an Object property; else undefined. */
 export function forbiddenKeyPath(value: unknown): PropertyKey[] | undefined {
-  const todo: Array<{ value: unknown; path: PropertyKey[] }> = [{ value, path: [] }];
+  // Each entry links to its parent instead of copying the path, so a deeply nested body costs
+  // linear work; the path is built only for the member that is reported.
+  interface Item {
+    value: unknown;
+    key: PropertyKey | undefined;
+    parent: Item | undefined;
+  }
+  const pathOf = (item: Item | undefined, last: PropertyKey): PropertyKey[] => {
+    const path: PropertyKey[] = [last];
+    for (let at = item; at?.key !== undefined; at = at.parent) path.unshift(at.key);
+    return path;
+  };
+  const todo: Item[] = [{ value, key: undefined, parent: undefined }];
   for (let item = todo.pop(); item !== undefined; item = todo.pop()) {
     const v = item.value;
     if (typeof v !== 'object' || v === null) continue;
     if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) todo.push({ value: v[i], path: [...item.path, i] });
+      for (let i = 0; i < v.length; i++) todo.push({ value: v[i], key: i, parent: item });
       continue;
     }
     // JSON.parse makes "__proto__" an own data property, so own keys see all of them.
     for (const [key, member] of Object.entries(v)) {
-      if (FORBIDDEN.has(key)) return [...item.path, key];
-      todo.push({ value: member, path: [...item.path, key] });
+      if (FORBIDDEN.has(key)) return pathOf(item, key);
+      todo.push({ value: member, key, parent: item });
     }
   }
   return undefined;

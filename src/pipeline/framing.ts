@@ -44,7 +44,7 @@ export function checkFraming(input: FramingInput): Framing {
   const raw = input.rawHeaders;
   if (raw.length > MAX_HEADER_LINES * 2) {
     throw new KeygateError(
-      'bad_request',
+      'too_many_headers',
       `the request has more than ${MAX_HEADER_LINES} header fields`,
     );
   }

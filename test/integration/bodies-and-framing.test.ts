@@ -195,17 +195,27 @@ describe('framing: checked before credentials, never forwarded', () => {
   // identity headers, appended last, never reached a Node upstream.
   const junk = (n: number) => Array.from({ length: n }, (_, i) => `x-junk-${i}: v`).join('\r\n');
 
-  it('a second Host after 1100 header lines → 400, never forwarded', async () => {
+  it('a second Host after 1100 header lines → 431, never forwarded', async () => {
     const res = await rawHttp(
       gw.port,
       `GET /model/allocation HTTP/1.1\r\nHost: a\r\nX-API-Key: ${reader}\r\n${junk(1100)}\r\nHost: evil\r\nConnection: close`,
+    );
+    expect(res.status).toBe(431);
+    expect(res.json.error).toBe('too_many_headers');
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('a second Host after 200 header lines (within the limit) → 400 bad_request, never forwarded', async () => {
+    const res = await rawHttp(
+      gw.port,
+      `GET /model/allocation HTTP/1.1\r\nHost: a\r\nX-API-Key: ${reader}\r\n${junk(200)}\r\nHost: evil\r\nConnection: close`,
     );
     expect(res.status).toBe(400);
     expect(res.json.error).toBe('bad_request');
     expect(upstream.requests).toHaveLength(0);
   });
 
-  it('more header lines than a Node upstream keeps → 400: the client cannot push keygate’s identity headers off the end', async () => {
+  it('more header lines than a Node upstream keeps → 431: the client cannot push keygate’s identity headers off the end', async () => {
     const res = await rawHttp(
       gw.port,
       `GET /model/allocation HTTP/1.1\r\nHost: a\r\nX-API-Key: ${reader}\r\n${junk(1020)}\r\nConnection: close`,
@@ -213,8 +223,8 @@ describe('framing: checked before credentials, never forwarded', () => {
     // Whatever keygate answers, an upstream request without keygate's identity must not exist.
     for (const r of upstream.requests)
       expect(r.headers['x-keygate-account']).toBe('framing-reader');
-    expect(res.status).toBe(400);
-    expect(res.json.error).toBe('bad_request');
+    expect(res.status).toBe(431);
+    expect(res.json.error).toBe('too_many_headers');
     expect(upstream.requests).toHaveLength(0);
   });
 

@@ -203,7 +203,7 @@ describe('checkFraming: the number of header lines', () => {
     });
     expect(
       outcome({ method: 'GET', httpVersion: '1.1', rawHeaders: lines(MAX_HEADER_LINES + 1) }),
-    ).toEqual({ code: 'bad_request' });
+    ).toEqual({ code: 'too_many_headers' });
   });
 
   it('leaves room for keygate’s own headers below Node’s default cut-off (about 1000 lines)', () => {
