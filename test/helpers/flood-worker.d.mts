@@ -1,3 +1,4 @@
+export function forgeKey(id: string, secret: string): string;
 export function wrongSecretFor(id: string): string;
 export function flood(
   url: string,

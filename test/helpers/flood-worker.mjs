@@ -8,10 +8,8 @@ import { Pool } from 'undici';
 
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
-/** A well-formed key (valid checksum) for a real id with a random wrong secret. */
-export function wrongSecretFor(id) {
-  let secret = '';
-  for (let i = 0; i < 43; i++) secret += ALPHABET[Math.floor(Math.random() * 62)];
+/** A well-formed key (valid checksum) for `id` with the given 43-character secret. */
+export function forgeKey(id, secret) {
   const body = `kg_${id}_${secret}`;
   let n = BigInt(crc32(body));
   let sum = '';
@@ -20,6 +18,13 @@ export function wrongSecretFor(id) {
     n /= 62n;
   }
   return body + sum.padStart(6, '0');
+}
+
+/** A well-formed key (valid checksum) for a real id with a random wrong secret. */
+export function wrongSecretFor(id) {
+  let secret = '';
+  for (let i = 0; i < 43; i++) secret += ALPHABET[Math.floor(Math.random() * 62)];
+  return forgeKey(id, secret);
 }
 
 /**

@@ -1,4 +1,3 @@
-import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { KeygateError } from '../../../src/errors.js';
@@ -9,6 +8,7 @@ import { VerifyPool } from '../../../src/keys/verify-pool.js';
 import { MemoryKeyStore } from '../../../src/store/memory-key-store.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 import { FastHasher } from '../../helpers/fast-hasher.js';
+import { forgeKey } from '../../helpers/flood-worker.mjs';
 
 const ACTOR = { kind: 'cli', user: 'test' } as const;
 /** Where the unit tests' requests come from, for the per-address failure budget. */
@@ -74,19 +74,9 @@ function holdArgon2(): () => void {
   };
 }
 
-const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-
 /** A well-formed key (valid checksum) for `id` with a secret of the caller's choosing. */
-function forge(id: string, secret: string): string {
-  const body = `kg_${id}_${secret}`;
-  let n = BigInt(crc32(body));
-  let sum = '';
-  while (n > 0n) {
-    sum = ALPHABET[Number(n % 62n)] + sum;
-    n /= 62n;
-  }
-  return body + sum.padStart(6, '0');
-}
+const forge = forgeKey;
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 /** Distinct random secrets: every forged key is new to the caches. */
 function forgeMany(id: string, count: number): string[] {
