@@ -1,7 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: unit tests never open a port or touch Redis; integration tests start a real
-// redis-server and a real upstream per file, so they run in forks with longer timeouts.
+// Three projects: unit tests never open a port or touch Redis; integration tests start a real
+// redis-server and a real upstream per file, so they run in forks with longer timeouts; chart
+// tests render helm/keygate with helm (or the helm-render stand-in), a tool `npm test` must not
+// need, so they run on their own: `npm run test:chart`. `npm test` names unit and integration.
 export default defineConfig({
   test: {
     // One file at a time: the latency and RSS measurements must not share 2 cores with other suites.
@@ -24,6 +26,18 @@ export default defineConfig({
           testTimeout: 60_000,
           hookTimeout: 60_000,
           globalSetup: ['test/helpers/global-setup.ts'],
+          setupFiles: ['test/helpers/leak-check.ts'],
+        },
+      },
+      {
+        test: {
+          name: 'chart',
+          include: ['test/chart/**/*.test.ts'],
+          environment: 'node',
+          pool: 'forks',
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          globalSetup: ['test/helpers/chart-global-setup.ts'],
           setupFiles: ['test/helpers/leak-check.ts'],
         },
       },
