@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
 // need, so they run on their own: `npm run test:chart`. `npm test` names unit and integration.
 export default defineConfig({
   test: {
-    // One file at a time: the latency and RSS measurements must not share 2 cores with other suites.
+    // One file at a time: the latency and buffering measurements must not share 2 cores with other suites.
     fileParallelism: false,
     projects: [
       {

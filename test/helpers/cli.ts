@@ -102,11 +102,3 @@ export function spawnServe(configPath: string, env: NodeJS.ProcessEnv = {}): Pro
     });
   });
 }
-
-/** Resident set size of a process, in bytes, from the kernel. */
-export async function rssOf(pid: number): Promise<number> {
-  const { readFile } = await import('node:fs/promises');
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
-  return kb * 1024;
-}
