@@ -42,7 +42,9 @@ describe('WorkerArgon2Hasher', () => {
     const slots = (
       hasher as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> }
     ).slots;
-    const pending = hasher.verify(phc, 'k');
+    // Parameters travel in the hash: t=400 makes this one job run for seconds, so the worker is
+    // certainly still busy with it when it is killed (with t=1 the job could finish first).
+    const pending = hasher.verify(phc.replace(',t=1,', ',t=400,'), 'k');
     await slots[0]!.worker.terminate();
     await expect(pending).rejects.toThrow(/exited/);
     expect(await hasher.verify(phc, 'k')).toBe(true);
