@@ -1,8 +1,12 @@
 /**
- * `npm run demo`: a mock Kubecost Aggregator, keygate in front of it on the file store, a
- * `demo` service account with a fresh key, and curl lines to try. Ctrl-C stops everything.
- * Ports and paths come from config/keygate.yaml and the usual KEYGATE_* overrides.
+ * `npm run demo`: a mock Kubecost Aggregator, keygate in front of it on the file store, its
+ * ops listener on loopback, a `demo` service account (role reader) and a `demo-admin` account
+ * (role admin) with fresh keys, and curl lines to try: the Aggregator through keygate, the
+ * admin API (everything in the README's "Managing keys" works against it) and /metrics.
+ * Ctrl-C stops everything. Ports and paths come from config/keygate.yaml and the usual
+ * KEYGATE_* overrides. test/integration/demo.test.ts runs every printed curl line.
  */
+import type { AddressInfo } from 'node:net';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config/load.js';
 import { KeygateError } from '../src/errors.js';
@@ -16,34 +20,67 @@ const aggregator = await startMockAggregator(Number(upstreamUrl.port || 80), ups
 const store = await openStore(config.store, { requireConnection: true });
 const app = createApp({ config, store });
 const DEMO = { kind: 'cli', user: 'npm-run-demo' } as const;
+const expiresAt = Math.floor(Date.now() / 1000) + 86_400;
+const stamp = new Date().toISOString();
 
-try {
-  await app.keys.createAccount(DEMO, {
-    name: 'demo',
-    role: 'reader',
-    description: 'created by npm run demo',
-  });
-} catch (err) {
-  if (!(err instanceof KeygateError && err.code === 'conflict')) throw err;
+/** Creates the account unless an earlier run did (the file store in ./data/ persists). */
+async function ensureAccount(name: string, role: string, description: string): Promise<void> {
+  try {
+    await app.keys.createAccount(DEMO, { name, role, description });
+  } catch (err) {
+    if (!(err instanceof KeygateError && err.code === 'conflict')) throw err;
+  }
 }
-const issued = await app.keys.createKey(DEMO, 'demo', {
-  description: `npm run demo, ${new Date().toISOString()}`,
-  expiresAt: Math.floor(Date.now() / 1000) + 86_400,
+
+await ensureAccount('demo', 'reader', 'created by npm run demo');
+await ensureAccount('demo-admin', 'admin', 'created by npm run demo: tries the admin API');
+const reader = await app.keys.createKey(DEMO, 'demo', {
+  description: `npm run demo, ${stamp}`,
+  expiresAt,
 });
-const address = await app.listen();
-const base = `http://${address.address === '0.0.0.0' ? '127.0.0.1' : address.address}:${address.port}`;
+const admin = await app.keys.createKey(DEMO, 'demo-admin', {
+  description: `npm run demo, ${stamp}`,
+  expiresAt,
+});
+// A key that exists only to be revoked by the printed DELETE line, so that line needs no
+// placeholder and runs as printed.
+const spare = await app.keys.createKey(DEMO, 'demo', {
+  description: `npm run demo, spare key to revoke, ${stamp}`,
+  expiresAt,
+});
+
+const origin = (a: AddressInfo) =>
+  `http://${a.address === '0.0.0.0' ? '127.0.0.1' : a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+const base = origin(await app.listen());
+const ops = origin(await app.listenOps());
+
+const major = Number(process.versions.node.split('.')[0]);
+const nodeNote = major >= 24 ? '' : ' (Node 24 LTS is recommended; 20 still works)';
+const json = "-H 'content-type: application/json'";
+const api = '"$KG/_keygate/v1/service-accounts';
 
 console.log(`
-keygate demo
+keygate demo, Node ${process.version}${nodeNote}
   mock Aggregator   ${aggregator.url}      (what keygate protects)
   keygate           ${base}      (store: ${config.store.type} ${config.store.type === 'file' ? config.store.file.path : ''})
-  service account   demo (role reader), key ${issued.id}, expires in 24 h
+  ops listener      ${ops}      (/metrics, /healthz, /readyz; loopback only)
+  service accounts  demo (role reader): key ${reader.id}; demo-admin (role admin): key ${admin.id}; both expire in 24 h
 
-Try:
-  curl -s -H 'X-API-KEY: ${issued.key}' '${base}/model/allocation?window=1d&aggregate=namespace'
-  curl -s -H 'X-API-KEY: ${issued.key}' '${base}/model/getProductKey'    # 403: not on the allow-list
-  curl -s -X POST -H 'X-API-KEY: ${issued.key}' '${base}/model/budget'   # 403: reader has no write scope
+Call the Aggregator through keygate, as the reader:
+  curl -s -H 'X-API-KEY: ${reader.key}' '${base}/model/allocation?window=1d&aggregate=namespace'
+  curl -s -H 'X-API-KEY: ${reader.key}' '${base}/model/getProductKey'    # 403: not on the allow-list
+  curl -s -X POST -H 'X-API-KEY: ${reader.key}' '${base}/model/budget'   # 403: reader has no write scope
   curl -s '${base}/model/allocation?window=1d'                           # 401: no key
+
+Manage keys with the admin API, as demo-admin (after this export, the admin API lines of the
+README's "Managing keys" work as written; the CLI there needs the demo stopped: the file store is locked):
+  export KG='${base}' ADMIN='${admin.key}'
+  curl -s ${api}" -H "X-API-KEY: $ADMIN"                                                 # list accounts
+  curl -s -X POST ${api}/demo/api-keys" -H "X-API-KEY: $ADMIN" ${json} -d '{"description":"made with curl"}'   # create a key (shown once)
+  curl -s -X DELETE ${api}/demo/api-keys/${spare.id}" -H "X-API-KEY: $ADMIN" -w '%{http_code}\\n'         # revoke a key: 204
+
+Metrics, on the ops listener:
+  curl -s '${ops}/metrics' | grep '^keygate_requests_total'
 
 Access logs follow (JSON). Ctrl-C to stop.
 `);

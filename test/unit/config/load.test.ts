@@ -30,9 +30,13 @@ describe('parseDurationMs', () => {
   ] as const)('%j → %d ms', (input, ms) => {
     expect(parseDurationMs(input)).toBe(ms);
   });
-  it.each(['', '30 seconds', '5w', '-1s', 'abc', null, {}, -5])('%j is not a duration', (input) => {
-    expect(parseDurationMs(input)).toBeUndefined();
-  });
+  // The README's Configuration section lists what is refused: keep the two in step.
+  it.each(['', '30 seconds', '30 s', '1h30m', '5w', '-1s', 'abc', null, {}, -5])(
+    '%j is not a duration',
+    (input) => {
+      expect(parseDurationMs(input)).toBeUndefined();
+    },
+  );
 });
 
 describe('parseConfig', () => {
