@@ -50,6 +50,12 @@ const upstreamUrl = z.string().superRefine((u, ctx) => {
   }
 });
 
+/** Node timers hold at most 2^31-1 ms (about 24.8 days); a longer one fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+const timeout = duration.refine((ms) => ms <= MAX_TIMER_MS, {
+  message: 'at most 24d: longer timeouts overflow Node timers and would fire at once',
+});
+
 const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1);
 
@@ -120,8 +126,8 @@ const redis = z
       .optional(),
     keyPrefix: z.string().default('kg:'),
     /** A command on the request path fails after this, so an outage becomes a quick 503. */
-    commandTimeout: duration.default(1000),
-    connectTimeout: duration.default(5000),
+    commandTimeout: timeout.default(1000),
+    connectTimeout: timeout.default(5000),
   })
   .superRefine((r, ctx) => {
     const set = [r.url, r.sentinel, r.cluster].filter((x) => x !== undefined).length;
@@ -181,18 +187,18 @@ export const configSchema = z
           .min(1024)
           .max(1024 * 1024)
           .default(32 * 1024),
-        headersTimeout: duration.default(60_000),
+        headersTimeout: timeout.default(60_000),
         /** Time to receive a whole request (body included); 0 disables it. */
-        requestTimeout: duration.default(300_000),
+        requestTimeout: timeout.default(300_000),
         /** Above the usual load balancers' idle timeouts (AWS ALB 60 s), so they close first. */
-        keepAliveTimeout: duration.default(65_000),
+        keepAliveTimeout: timeout.default(65_000),
         /** On SIGTERM, how long in-flight requests may finish; under Kubernetes' 30 s grace. */
-        drainTimeout: duration.default(25_000),
+        drainTimeout: timeout.default(25_000),
         /**
          * A request body that sends nothing for this long is cut off (408): a trickling body
          * would otherwise hold an upstream connection for the whole request timeout.
          */
-        bodyIdleTimeout: duration.default(15_000),
+        bodyIdleTimeout: timeout.default(15_000),
         /** Requests one account may have in flight at once (429 beyond): no tenant holds the pool. */
         maxInflightPerAccount: z.number().int().min(1).default(64),
       })
@@ -212,8 +218,8 @@ export const configSchema = z
         .string()
         .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, 'expected a path prefix such as /model')
         .optional(),
-      connectTimeout: duration.default(5000),
-      timeout: duration.default(300_000),
+      connectTimeout: timeout.default(5000),
+      timeout: timeout.default(300_000),
       connections: z.number().int().min(1).max(4096).default(128),
       /** Requests that may wait for a free upstream connection; beyond it, 503 at once. */
       queue: z.number().int().min(0).default(256),

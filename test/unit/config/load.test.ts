@@ -378,3 +378,23 @@ describe('redactUrl', () => {
     );
   });
 });
+
+describe('timeouts fit Node timers', () => {
+  it.each([
+    'listen.drainTimeout',
+    'listen.requestTimeout',
+    'listen.bodyIdleTimeout',
+    'upstream.timeout',
+  ])(
+    '%s: 30d is refused naming the path (it would overflow setTimeout and fire at once)',
+    (path) => {
+      const [section, key] = path.split('.') as [string, string];
+      const yaml =
+        section === 'upstream'
+          ? `upstream: { url: "http://u:1", ${key}: 30d }\n`
+          : `${MIN}${section}: { ${key}: 30d }\n`;
+      expect(() => parseConfig(yaml, 't')).toThrow(new RegExp(`${path}: at most 24d`));
+      expect(() => parseConfig(yaml.replace('30d', '24d'), 't')).not.toThrow();
+    },
+  );
+});
