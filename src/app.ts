@@ -8,6 +8,7 @@ import { KeygateError, toErrorBody } from './errors.js';
 import { BoundedUpstreamClient } from './forward/bounded-upstream.js';
 import { RequestHeaderBuilder, trustedProxyList } from './forward/request-headers.js';
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
+import { openUpstreamCredential } from './forward/upstream-credential.js';
 import { WorkerArgon2Hasher } from './keys/argon2-workers.js';
 import type { Hasher } from './keys/hasher.js';
 import { type AuditEntry, KeyService } from './keys/key-service.js';
@@ -165,6 +166,12 @@ export function createApp(deps: AppDeps): App {
   const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
   let verifyQueueDepth = () => 0;
   const metrics = new Metrics({ verifyQueueDepth: () => verifyQueueDepth() });
+  // Before any worker or timer: a missing or bad credential file is a config error (exit 2).
+  const upstreamCredential = openUpstreamCredential(
+    config.upstream.credential,
+    logger,
+    metrics.registry,
+  );
   // Everything reads the store through this wrapper, which counts unreachable-store failures.
   const store = instrumentKeyStore(deps.store, (op) => metrics.storeErrors.inc({ op }));
   const services = createKeyServices(config, store, clock, {
@@ -243,6 +250,7 @@ export function createApp(deps: AppDeps): App {
       trustedProxyList(config.trustedProxies),
       config.trustedProxies.length > 0,
       config.upstream.dropHeaders,
+      upstreamCredential,
     ),
     upstream,
     logger,
@@ -317,6 +325,7 @@ export function createApp(deps: AppDeps): App {
       ]);
       if (timedOut) server.closeAllConnections();
       clearInterval(storeProbe);
+      upstreamCredential?.close();
       await upstream.close();
       await lastUsed.close();
       await services.close();

@@ -108,6 +108,12 @@ function configCheck(file: string | undefined): number {
   console.error(
     `${path}: ok (store ${loaded.store.type}, upstream ${redactUrl(loaded.upstream.url)}, ${loaded.routes.length} routes, roles ${Object.keys(loaded.roles).join(', ')})`,
   );
+  const credential = loaded.upstream.credential;
+  // Where the credential comes from, never the value: the file is not even opened here (it
+  // is a Secret mounted only where keygate runs; `serve` refuses to start without it).
+  if (credential !== undefined) {
+    console.error(`upstream credential: ${credential.header} from ${credential.file}`);
+  }
   return 0;
 }
 

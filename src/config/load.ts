@@ -32,6 +32,7 @@ type OverridePathKey =
   | 'port'
   | 'upstream'
   | 'url'
+  | 'credential'
   | 'store'
   | 'type'
   | 'redis'
@@ -47,6 +48,8 @@ const ENV_OVERRIDES: ReadonlyArray<{
   { env: 'KEYGATE_PORT', path: ['listen', 'port'], numeric: true },
   { env: 'KEYGATE_OPS_PORT', path: ['ops', 'port'], numeric: true },
   { env: 'KEYGATE_UPSTREAM_URL', path: ['upstream', 'url'] },
+  // Alone, it turns the upstream credential on with the default header (X-API-KEY).
+  { env: 'KEYGATE_UPSTREAM_CREDENTIAL_FILE', path: ['upstream', 'credential', 'file'] },
   { env: 'KEYGATE_STORE', path: ['store', 'type'] },
   { env: 'KEYGATE_REDIS_URL', path: ['store', 'redis', 'url'] },
   { env: 'KEYGATE_FILE_PATH', path: ['store', 'file', 'path'] },

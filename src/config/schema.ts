@@ -174,6 +174,27 @@ function checkIdentityHeaders(
   }
 }
 
+/**
+ * The header keygate presents its own upstream credential in (DESIGN §15). Like an identity
+ * header it may not frame the message or say where the request came from; unlike one it may
+ * be a credential header, since that is what it is.
+ */
+const credentialHeader = z
+  .string()
+  .regex(HEADER_NAME)
+  .superRefine((name, ctx) => {
+    const canonical = canonicalHeaderName(name);
+    if (canonical === 'x-api-key' || canonical === 'authorization') return;
+    const reason = reservedHeaderReason(name);
+    if (reason !== undefined) ctx.addIssue({ code: 'custom', message: reason });
+    else if (canonical.startsWith('x-keygate-')) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${name}" is in keygate's own x-keygate-* namespace (identity headers)`,
+      });
+    }
+  });
+
 export const configSchema = z
   .strictObject({
     listen: z
@@ -234,6 +255,13 @@ export const configSchema = z
             .regex(/^[A-Za-z0-9_-]+\*?$/, 'expected a header name or a prefix ending in "*"'),
         )
         .default([]),
+      /** keygate's own credential for the upstream, read from a mounted Secret (DESIGN §15). */
+      credential: z
+        .strictObject({
+          header: credentialHeader.default('X-API-KEY'),
+          file: z.string().min(1),
+        })
+        .optional(),
     }),
     trustedProxies: z.array(cidr).default([]),
     store: z
@@ -311,6 +339,20 @@ export const configSchema = z
         }
       });
     });
+    const credential = config.upstream.credential;
+    if (credential !== undefined) {
+      // keygate would set both: one would silently replace the other upstream.
+      const clash = Object.values(config.identityHeaders).find(
+        (name) => canonicalHeaderName(name) === canonicalHeaderName(credential.header),
+      );
+      if (clash !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['upstream', 'credential', 'header'],
+          message: `"${credential.header}" is also an identity header`,
+        });
+      }
+    }
     const names = new Set<string>();
     config.routes.forEach((r, i) => {
       if (names.has(r.name)) {

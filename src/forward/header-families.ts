@@ -35,7 +35,8 @@ export class HeaderDropRule {
   private readonly prefixes: readonly string[];
 
   /**
-   * @param identityNames the configured identity header names (dropped whatever they are)
+   * @param identityNames the headers keygate sets itself and the client may never send: the
+   *   configured identity header names and the upstream credential's (dropped whatever they are)
    * @param extra `upstream.dropHeaders`: names, or prefixes ending in "*"
    */
   constructor(identityNames: readonly string[], extra: readonly string[] = []) {

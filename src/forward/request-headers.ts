@@ -3,6 +3,7 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { Principal } from '../keys/principal.js';
 import { hasSecretRun } from '../telemetry/mask-secrets.js';
 import { canonicalHeaderName, HeaderDropRule } from './header-families.js';
+import type { UpstreamCredential } from './upstream-credential.js';
 
 /**
  * Outgoing headers as a flat list, `[name, value, name, value, ...]`: it keeps duplicates and
@@ -60,17 +61,21 @@ export interface BuildHeadersInput {
 export class RequestHeaderBuilder {
   private readonly dropRule: HeaderDropRule;
 
-  /** @param dropHeaders `upstream.dropHeaders`: more names, or prefixes ending in "*" */
+  /**
+   * @param dropHeaders `upstream.dropHeaders`: more names, or prefixes ending in "*"
+   * @param credential keygate's own upstream credential (DESIGN §15): the client's copies of
+   *   its header are dropped like identity headers, and keygate's value is sent, exactly once
+   */
   constructor(
     private readonly identity: IdentityHeaderNames,
     private readonly trusted: BlockList,
     private readonly hasTrusted: boolean,
     dropHeaders: readonly string[] = [],
+    private readonly credential?: UpstreamCredential,
   ) {
-    this.dropRule = new HeaderDropRule(
-      [identity.account, identity.keyId, identity.role],
-      dropHeaders,
-    );
+    const keygateSets = [identity.account, identity.keyId, identity.role];
+    if (credential !== undefined) keygateSets.push(credential.header);
+    this.dropRule = new HeaderDropRule(keygateSets, dropHeaders);
   }
 
   build(input: BuildHeadersInput): FlatHeaders {
@@ -121,6 +126,7 @@ export class RequestHeaderBuilder {
     out.push(this.identity.account.toLowerCase(), input.principal.account);
     out.push(this.identity.keyId.toLowerCase(), input.principal.keyId);
     out.push(this.identity.role.toLowerCase(), input.principal.role);
+    if (this.credential !== undefined) out.push(this.credential.header, this.credential.value());
     return out;
   }
 

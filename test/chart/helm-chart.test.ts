@@ -300,6 +300,98 @@ describe('chart wiring', () => {
     expect(endpoint(objects)).not.toHaveProperty('authorization');
   });
 
+  type CredentialPod = {
+    containers: Array<{
+      name: string;
+      volumeMounts: Array<{
+        name: string;
+        mountPath: string;
+        readOnly?: boolean;
+        subPath?: string;
+      }>;
+    }>;
+    volumes: PodSpec['volumes'];
+  };
+  const upstreamConfig = (objects: K8sObject[]) =>
+    (
+      parse(
+        (find(objects, 'ConfigMap') as never as { data: Record<string, string> }).data[
+          'keygate.yaml'
+        ] as string,
+      ) as { upstream: Record<string, unknown> }
+    ).upstream;
+
+  it('upstreamCredential: the Secret is mounted read-only as a directory (no subPath) and named as upstream.credential.file', () => {
+    const { ok, objects, stderr } = render([join(CHART, 'ci/upstream-credential-values.yaml')]);
+    expect(ok, stderr).toBe(true);
+    const credential = upstreamConfig(objects).credential as { header: string; file: string };
+    expect(credential).toEqual({ header: 'X-API-KEY', file: '/etc/keygate-upstream/credential' });
+    const spec = podSpec(objects) as unknown as CredentialPod;
+    const volume = spec.volumes.find((v) => v.secret?.secretName === 'kubecost-api-key');
+    expect(volume?.secret?.items).toEqual([{ key: 'api-key', path: 'credential' }]);
+    const mount = spec.containers
+      .find((c) => c.name === 'keygate')
+      ?.volumeMounts.find((m) => m.name === volume?.name);
+    // A subPath mount is a bind of one file: the kubelet's ..data swap never reaches it.
+    expect(mount).toEqual({
+      name: volume?.name,
+      mountPath: '/etc/keygate-upstream',
+      readOnly: true,
+    });
+    expect(`${mount?.mountPath}/credential`).toBe(credential.file);
+    // Nowhere a subPath for it, and the chart never carries the value, only the Secret's name.
+    expect(JSON.stringify(objects)).not.toMatch(/"subPath":"credential"/);
+    expect(objects.some((o) => o.kind === 'Secret' && o.metadata.name === 'kubecost-api-key')).toBe(
+      false,
+    );
+  });
+
+  it('upstreamCredential with another header is rendered and accepted by config check; a reserved one is refused', async () => {
+    const custom = writeTempConfig({
+      upstreamCredential: { header: 'Authorization' },
+    });
+    const base = join(CHART, 'ci/upstream-credential-values.yaml');
+    const { objects } = render([base, custom]);
+    expect(upstreamConfig(objects).credential).toMatchObject({ header: 'Authorization' });
+    const hostile = writeTempConfig({ upstreamCredential: { header: 'X-Forwarded-For' } });
+    const text = (
+      find(render([base, hostile]).objects, 'ConfigMap') as never as {
+        data: Record<string, string>;
+      }
+    ).data['keygate.yaml'] as string;
+    const result = await runCli(['config', 'check', writeTempConfig(text)]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('upstream.credential.header');
+  });
+
+  it('without upstreamCredential: no credential in the config, no mount', () => {
+    const { objects } = render([gateway]);
+    expect(upstreamConfig(objects)).not.toHaveProperty('credential');
+    expect(JSON.stringify(podSpec(objects))).not.toContain('keygate-upstream');
+  });
+
+  it('upstreamCredential values are checked by the schema and the chart', () => {
+    const ok = mergeValues(defaults, {
+      upstreamCredential: { existingSecret: { name: 's', key: 'k' } },
+    });
+    expect(validateValues(ok), JSON.stringify(validateValues.errors)).toBe(true);
+    for (const bad of [
+      { existingSecret: { name: 's', key: '' } },
+      { existingSecret: { name: 's' }, value: 'inline-secret' },
+      { header: 'X-API-KEY: x' },
+    ]) {
+      const values = mergeValues(defaults, { upstreamCredential: bad });
+      expect(validateValues(values), JSON.stringify(bad)).toBe(false);
+    }
+    const noKey = writeTempConfig({
+      redis: { existingSecret: { name: 'r', key: 'url' } },
+      upstreamCredential: { existingSecret: { name: 's', key: '' } },
+    });
+    const { ok: rendered, stderr } = render([noKey]);
+    expect(rendered).toBe(false);
+    expect(stderr).toContain('upstreamCredential.existingSecret.key');
+  });
+
   it('metrics.auth values are checked by the schema', () => {
     expect(
       validateValues(

@@ -19,6 +19,12 @@ export const upstreamRecords: string[] = [];
 /** Every key handed to a test (full key → its secret half). */
 const issuedKeys = new Map<string, string>();
 
+/**
+ * Other secrets keygate holds (an upstream credential): looked for in logs only, since the
+ * upstream receives them legitimately. Each with a label for the failure message.
+ */
+const logSecrets = new Map<string, string>();
+
 /** Keys a test sends to a forbidden place on purpose, each with the test and the reason. */
 const allowed = new Map<string, string>();
 
@@ -69,6 +75,16 @@ export function registerKeysInJson(value: unknown, depth = 0): void {
 }
 
 /**
+ * Records a secret that is not a key (e.g. an upstream credential) so the oracle fails the
+ * file if it appears in any captured log chunk. Upstream records are not searched for it.
+ */
+export function registerSecret(value: string, label: string): void {
+  // Short values would match by accident and prove nothing.
+  if (value.length < 16) throw new Error(`registerSecret(${label}): use a value of 16+ characters`);
+  logSecrets.set(value, label);
+}
+
+/**
  * Exempts one key from the oracle. Only for a test that sends the key somewhere forbidden on
  * purpose and asserts what happens itself; `why` names the test and the reason.
  */
@@ -114,7 +130,23 @@ export function findLeaks(): Leak[] {
       }
     }
   }
+  for (const [secret, label] of logSecrets) {
+    for (const text of capturedLogs) {
+      if (text.includes(secret)) {
+        leaks.push({
+          key: label,
+          where: 'log: secret',
+          excerpt: excerpt(text, text.indexOf(secret)),
+        });
+      }
+    }
+  }
   return leaks;
+}
+
+/** How many non-key secrets the oracle is watching. */
+export function registeredSecretCount(): number {
+  return logSecrets.size;
 }
 
 /** How many keys the oracle is watching (a check that watches nothing proves nothing). */

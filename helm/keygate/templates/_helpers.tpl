@@ -74,6 +74,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "set either redis.url or redis.existingSecret.name, not both" -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.upstreamCredential.existingSecret.name (not .Values.upstreamCredential.existingSecret.key) -}}
+{{- fail "upstreamCredential.existingSecret.key must name the Secret's key that holds the upstream credential" -}}
+{{- end -}}
 {{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.shutdown.drainTimeoutSeconds) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be above shutdown.drainTimeoutSeconds (%d), or Kubernetes kills keygate before in-flight requests finish" (int .Values.terminationGracePeriodSeconds) (int .Values.shutdown.drainTimeoutSeconds)) -}}
 {{- end -}}
@@ -95,10 +98,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.metrics.auth.existingSecret.name -}}
 {{- $_ := set $ops "metricsTokenFile" "/etc/keygate-metrics/token" -}}
 {{- end -}}
+{{- $upstream := deepCopy .Values.config.upstream -}}
+{{- with .Values.upstreamCredential -}}
+{{- if .existingSecret.name -}}
+{{- /* The file from the mounted Secret (keygate.volumes): a path, never the value. */ -}}
+{{- $_ := set $upstream "credential" (dict "header" .header "file" "/etc/keygate-upstream/credential") -}}
+{{- end -}}
+{{- end -}}
 {{- $config := dict
   "listen" (dict "host" "0.0.0.0" "port" (int .Values.ports.proxy) "drainTimeout" (printf "%ds" (int .Values.shutdown.drainTimeoutSeconds)))
   "ops" $ops
-  "upstream" .Values.config.upstream
+  "upstream" $upstream
   "store" $store
   "keys" .Values.config.keys
   "roles" .Values.config.roles
@@ -142,6 +152,13 @@ volumeMounts:
   {{- if .Values.metrics.auth.existingSecret.name }}
   - name: keygate-metrics-token
     mountPath: /etc/keygate-metrics
+    readOnly: true
+  {{- end }}
+  {{- if .Values.upstreamCredential.existingSecret.name }}
+  # A directory mount, not subPath: the kubelet swaps ..data when the Secret changes, and
+  # keygate re-reads the file (subPath mounts never see an update).
+  - name: keygate-upstream-credential
+    mountPath: /etc/keygate-upstream
     readOnly: true
   {{- end }}
 {{- end -}}
@@ -201,6 +218,17 @@ readinessProbe:
     items:
       - key: {{ .key }}
         path: token
+    defaultMode: 288 # 0440: readable by the pod's fsGroup, not by others
+{{- end }}
+{{- end }}
+{{- with .Values.upstreamCredential.existingSecret }}
+{{- if .name }}
+- name: keygate-upstream-credential
+  secret:
+    secretName: {{ .name }}
+    items:
+      - key: {{ .key }}
+        path: credential
     defaultMode: 288 # 0440: readable by the pod's fsGroup, not by others
 {{- end }}
 {{- end }}
