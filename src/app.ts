@@ -142,7 +142,11 @@ export function createKeyServices(
 function auditFields(entry: AuditEntry) {
   const actor =
     entry.actor.kind === 'key'
-      ? { actor: entry.actor.account, actor_key_id: entry.actor.keyId }
+      ? {
+          actor: entry.actor.account,
+          actor_key_id: entry.actor.keyId,
+          request_id: entry.actor.requestId,
+        }
       : { actor: `cli:${entry.actor.user}` };
   return {
     ...actor,
@@ -150,6 +154,8 @@ function auditFields(entry: AuditEntry) {
     target: entry.target,
     result: entry.result,
     error: entry.error,
+    key_id: entry.details?.keyId,
+    replaced_key_id: entry.details?.replacedKeyId,
   };
 }
 
@@ -164,7 +170,10 @@ export function createApp(deps: AppDeps): App {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
   let verifyQueueDepth = () => 0;
-  const metrics = new Metrics({ verifyQueueDepth: () => verifyQueueDepth() });
+  const metrics = new Metrics({
+    verifyQueueDepth: () => verifyQueueDepth(),
+    accountLabel: config.metrics.accountLabel,
+  });
   // Everything reads the store through this wrapper, which counts unreachable-store failures.
   const store = instrumentKeyStore(deps.store, (op) => metrics.storeErrors.inc({ op }));
   const services = createKeyServices(config, store, clock, {

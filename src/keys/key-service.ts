@@ -36,8 +36,23 @@ export interface KeyDeps {
  * The CLI actor is not bounded: it already holds the store itself.
  */
 export type Actor =
-  | { kind: 'key'; account: string; keyId: string; scopes: ReadonlySet<string> }
+  | {
+      kind: 'key';
+      account: string;
+      keyId: string;
+      scopes: ReadonlySet<string>;
+      /** The admin API request this action serves, so its audit line joins the access line. */
+      requestId?: string;
+    }
   | { kind: 'cli'; user: string };
+
+/** What an action produced that the audit trail must name (never the key itself). */
+export interface AuditDetails {
+  /** key.create, key.rotate: the id of the key just issued. */
+  keyId?: string;
+  /** key.rotate: the id of the key it replaces. */
+  replacedKeyId?: string;
+}
 
 export interface AuditEntry {
   actor: Actor;
@@ -45,6 +60,7 @@ export interface AuditEntry {
   target: string;
   result: 'ok' | 'error';
   error?: string;
+  details?: AuditDetails;
 }
 
 export interface KeyServiceDeps extends KeyDeps {
@@ -104,6 +120,11 @@ export interface CreateKeyInput {
   /** Unix seconds; 0 or absent = never. */
   expiresAt?: number | undefined;
   scopes?: readonly string[] | undefined;
+}
+
+/** key.create: the audit line names the new key's id. */
+function issuedDetails(issued: IssuedKey): AuditDetails {
+  return { keyId: issued.id };
 }
 
 /**
@@ -187,18 +208,24 @@ export class KeyService {
   }
 
   createKey(actor: Actor, accountName: string, input: CreateKeyInput): Promise<IssuedKey> {
-    return this.audited(actor, 'key.create', accountName, async () => {
-      const description = checkDescription(input.description, true);
-      const expiresAt = this.checkExpiry(input.expiresAt ?? 0);
-      const account = await this.requireAccount(accountName);
-      const scopes = this.checkScopes(account, input.scopes);
-      // Refused rather than silently narrowed: a key that quietly lacks what was asked for
-      // fails later, far from the cause.
-      this.bound(actor, scopes ?? this.roleScopes(account.role), 'the new key');
-      const record = await this.newKeyRecord(account.name, description, scopes, expiresAt);
-      await this.deps.store.createKey(record.record);
-      return record.issued;
-    });
+    return this.audited(
+      actor,
+      'key.create',
+      accountName,
+      async () => {
+        const description = checkDescription(input.description, true);
+        const expiresAt = this.checkExpiry(input.expiresAt ?? 0);
+        const account = await this.requireAccount(accountName);
+        const scopes = this.checkScopes(account, input.scopes);
+        // Refused rather than silently narrowed: a key that quietly lacks what was asked for
+        // fails later, far from the cause.
+        this.bound(actor, scopes ?? this.roleScopes(account.role), 'the new key');
+        const record = await this.newKeyRecord(account.name, description, scopes, expiresAt);
+        await this.deps.store.createKey(record.record);
+        return record.issued;
+      },
+      issuedDetails,
+    );
   }
 
   listKeys(actor: Actor, accountName: string): Promise<KeyView[]> {
@@ -237,43 +264,53 @@ export class KeyService {
     id: string,
     graceSeconds = DEFAULT_GRACE_SECONDS,
   ): Promise<IssuedKey> {
-    return this.audited(actor, 'key.rotate', `${accountName}/${id}`, async () => {
-      if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
-        throw new KeygateError(
-          'bad_request',
-          `grace_seconds: expected an integer from 0 to ${MAX_GRACE_SECONDS}`,
+    return this.audited(
+      actor,
+      'key.rotate',
+      `${accountName}/${id}`,
+      async () => {
+        if (
+          !Number.isInteger(graceSeconds) ||
+          graceSeconds < 0 ||
+          graceSeconds > MAX_GRACE_SECONDS
+        ) {
+          throw new KeygateError(
+            'bad_request',
+            `grace_seconds: expected an integer from 0 to ${MAX_GRACE_SECONDS}`,
+          );
+        }
+        const account = await this.requireAccount(accountName);
+        const old = await this.requireKey(accountName, id);
+        const now = this.now();
+        const status = keyStatus(old, now);
+        if (status === 'revoked' || status === 'expired') {
+          throw new KeygateError('conflict', `key ${id} is ${status}; create a new key instead`);
+        }
+        if (status === 'rotating') {
+          throw new KeygateError(
+            'conflict',
+            `key ${id} has already been rotated; rotate its replacement instead`,
+          );
+        }
+        const scopes = old.scopes === null ? null : this.checkScopes(account, old.scopes);
+        // The replacement is a fresh key with the old one's rights: a narrowed admin must not
+        // turn a wider key it does not hold into a new one it now does.
+        this.bound(actor, scopes ?? this.roleScopes(account.role), 'the replacement key');
+        const { record, issued } = await this.newKeyRecord(
+          account.name,
+          old.description,
+          scopes,
+          old.expiresAt,
         );
-      }
-      const account = await this.requireAccount(accountName);
-      const old = await this.requireKey(accountName, id);
-      const now = this.now();
-      const status = keyStatus(old, now);
-      if (status === 'revoked' || status === 'expired') {
-        throw new KeygateError('conflict', `key ${id} is ${status}; create a new key instead`);
-      }
-      if (status === 'rotating') {
-        throw new KeygateError(
-          'conflict',
-          `key ${id} has already been rotated; rotate its replacement instead`,
-        );
-      }
-      const scopes = old.scopes === null ? null : this.checkScopes(account, old.scopes);
-      // The replacement is a fresh key with the old one's rights: a narrowed admin must not
-      // turn a wider key it does not hold into a new one it now does.
-      this.bound(actor, scopes ?? this.roleScopes(account.role), 'the replacement key');
-      const { record, issued } = await this.newKeyRecord(
-        account.name,
-        old.description,
-        scopes,
-        old.expiresAt,
-      );
-      const graceEnd = now + graceSeconds;
-      const oldExpiresAt = old.expiresAt > 0 ? Math.min(old.expiresAt, graceEnd) : graceEnd;
-      await this.deps.store.rotateKey(id, old.generation, record, oldExpiresAt);
-      // The old key's expiry moved closer: cached verdicts must pick that up.
-      await this.deps.invalidate({ kind: 'key', id });
-      return issued;
-    });
+        const graceEnd = now + graceSeconds;
+        const oldExpiresAt = old.expiresAt > 0 ? Math.min(old.expiresAt, graceEnd) : graceEnd;
+        await this.deps.store.rotateKey(id, old.generation, record, oldExpiresAt);
+        // The old key's expiry moved closer: cached verdicts must pick that up.
+        await this.deps.invalidate({ kind: 'key', id });
+        return issued;
+      },
+      (issued) => ({ keyId: issued.id, replacedKeyId: id }),
+    );
   }
 
   private async newKeyRecord(
@@ -316,10 +353,17 @@ export class KeyService {
     action: string,
     target: string,
     run: () => Promise<T>,
+    details?: (result: T) => AuditDetails,
   ): Promise<T> {
     try {
       const result = await run();
-      this.deps.audit({ actor, action, target, result: 'ok' });
+      this.deps.audit({
+        actor,
+        action,
+        target,
+        result: 'ok',
+        ...(details === undefined ? {} : { details: details(result) }),
+      });
       return result;
     } catch (err) {
       this.deps.audit({
