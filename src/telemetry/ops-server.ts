@@ -33,9 +33,10 @@ export class Readiness {
 
   async check(): Promise<{ ready: boolean; reason?: string }> {
     if (this.draining) return { ready: false, reason: 'draining' };
-    const ping = (this.ping ??= this.store.ping().finally(() => {
+    this.ping ??= this.store.ping().finally(() => {
       this.ping = null;
-    }));
+    });
+    const ping = this.ping;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.timeoutMs);
