@@ -63,7 +63,7 @@ export class Metrics {
     const registers = [this.registry];
     this.requests = new Counter({
       name: 'keygate_requests_total',
-      help: 'Requests answered, by route rule, method, HTTP status and service account.',
+      help: 'Requests answered, by route rule, method, HTTP status and service account ("none" if unknown; "_all" with metrics.accountLabel off).',
       labelNames: ['route', 'method', 'code', 'account'],
       registers,
     });

@@ -33,9 +33,12 @@ export class Readiness {
 
   async check(): Promise<{ ready: boolean; reason?: string }> {
     if (this.draining) return { ready: false, reason: 'draining' };
-    this.ping ??= this.store.ping().finally(() => {
-      this.ping = null;
-    });
+    // Through a promise chain, so a store whose ping throws synchronously still just refuses.
+    this.ping ??= Promise.resolve()
+      .then(() => this.store.ping())
+      .finally(() => {
+        this.ping = null;
+      });
     const ping = this.ping;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
