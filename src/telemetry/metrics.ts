@@ -24,12 +24,19 @@ const MISNAMED_DEFAULT_GAUGES = [
 /** The `account` label when `metrics.accountLabel` is off: one value, same label set. */
 export const ALL_ACCOUNTS = '_all';
 
-/** keygate's version, read the way the CLI reads it (package.json beside dist/ and src/). */
+/**
+ * keygate's version, read the way the CLI reads it (package.json beside dist/ and src/).
+ * "unknown" rather than a failed start if it cannot be read: build_info is not worth an outage.
+ */
 export function keygateVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
+  try {
+    const pkg = JSON.parse(
+      readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 export interface MetricsOptions {
