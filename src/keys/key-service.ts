@@ -208,24 +208,18 @@ export class KeyService {
   }
 
   createKey(actor: Actor, accountName: string, input: CreateKeyInput): Promise<IssuedKey> {
-    return this.audited(
-      actor,
-      'key.create',
-      accountName,
-      async () => {
-        const description = checkDescription(input.description, true);
-        const expiresAt = this.checkExpiry(input.expiresAt ?? 0);
-        const account = await this.requireAccount(accountName);
-        const scopes = this.checkScopes(account, input.scopes);
-        // Refused rather than silently narrowed: a key that quietly lacks what was asked for
-        // fails later, far from the cause.
-        this.bound(actor, scopes ?? this.roleScopes(account.role), 'the new key');
-        const record = await this.newKeyRecord(account.name, description, scopes, expiresAt);
-        await this.deps.store.createKey(record.record);
-        return record.issued;
-      },
-      issuedDetails,
-    );
+    return this.auditedWith(actor, 'key.create', accountName, issuedDetails, async () => {
+      const description = checkDescription(input.description, true);
+      const expiresAt = this.checkExpiry(input.expiresAt ?? 0);
+      const account = await this.requireAccount(accountName);
+      const scopes = this.checkScopes(account, input.scopes);
+      // Refused rather than silently narrowed: a key that quietly lacks what was asked for
+      // fails later, far from the cause.
+      this.bound(actor, scopes ?? this.roleScopes(account.role), 'the new key');
+      const record = await this.newKeyRecord(account.name, description, scopes, expiresAt);
+      await this.deps.store.createKey(record.record);
+      return record.issued;
+    });
   }
 
   listKeys(actor: Actor, accountName: string): Promise<KeyView[]> {
@@ -264,53 +258,44 @@ export class KeyService {
     id: string,
     graceSeconds = DEFAULT_GRACE_SECONDS,
   ): Promise<IssuedKey> {
-    return this.audited(
-      actor,
-      'key.rotate',
-      `${accountName}/${id}`,
-      async () => {
-        if (
-          !Number.isInteger(graceSeconds) ||
-          graceSeconds < 0 ||
-          graceSeconds > MAX_GRACE_SECONDS
-        ) {
-          throw new KeygateError(
-            'bad_request',
-            `grace_seconds: expected an integer from 0 to ${MAX_GRACE_SECONDS}`,
-          );
-        }
-        const account = await this.requireAccount(accountName);
-        const old = await this.requireKey(accountName, id);
-        const now = this.now();
-        const status = keyStatus(old, now);
-        if (status === 'revoked' || status === 'expired') {
-          throw new KeygateError('conflict', `key ${id} is ${status}; create a new key instead`);
-        }
-        if (status === 'rotating') {
-          throw new KeygateError(
-            'conflict',
-            `key ${id} has already been rotated; rotate its replacement instead`,
-          );
-        }
-        const scopes = old.scopes === null ? null : this.checkScopes(account, old.scopes);
-        // The replacement is a fresh key with the old one's rights: a narrowed admin must not
-        // turn a wider key it does not hold into a new one it now does.
-        this.bound(actor, scopes ?? this.roleScopes(account.role), 'the replacement key');
-        const { record, issued } = await this.newKeyRecord(
-          account.name,
-          old.description,
-          scopes,
-          old.expiresAt,
+    const details = (issued: IssuedKey) => ({ keyId: issued.id, replacedKeyId: id });
+    return this.auditedWith(actor, 'key.rotate', `${accountName}/${id}`, details, async () => {
+      if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
+        throw new KeygateError(
+          'bad_request',
+          `grace_seconds: expected an integer from 0 to ${MAX_GRACE_SECONDS}`,
         );
-        const graceEnd = now + graceSeconds;
-        const oldExpiresAt = old.expiresAt > 0 ? Math.min(old.expiresAt, graceEnd) : graceEnd;
-        await this.deps.store.rotateKey(id, old.generation, record, oldExpiresAt);
-        // The old key's expiry moved closer: cached verdicts must pick that up.
-        await this.deps.invalidate({ kind: 'key', id });
-        return issued;
-      },
-      (issued) => ({ keyId: issued.id, replacedKeyId: id }),
-    );
+      }
+      const account = await this.requireAccount(accountName);
+      const old = await this.requireKey(accountName, id);
+      const now = this.now();
+      const status = keyStatus(old, now);
+      if (status === 'revoked' || status === 'expired') {
+        throw new KeygateError('conflict', `key ${id} is ${status}; create a new key instead`);
+      }
+      if (status === 'rotating') {
+        throw new KeygateError(
+          'conflict',
+          `key ${id} has already been rotated; rotate its replacement instead`,
+        );
+      }
+      const scopes = old.scopes === null ? null : this.checkScopes(account, old.scopes);
+      // The replacement is a fresh key with the old one's rights: a narrowed admin must not
+      // turn a wider key it does not hold into a new one it now does.
+      this.bound(actor, scopes ?? this.roleScopes(account.role), 'the replacement key');
+      const { record, issued } = await this.newKeyRecord(
+        account.name,
+        old.description,
+        scopes,
+        old.expiresAt,
+      );
+      const graceEnd = now + graceSeconds;
+      const oldExpiresAt = old.expiresAt > 0 ? Math.min(old.expiresAt, graceEnd) : graceEnd;
+      await this.deps.store.rotateKey(id, old.generation, record, oldExpiresAt);
+      // The old key's expiry moved closer: cached verdicts must pick that up.
+      await this.deps.invalidate({ kind: 'key', id });
+      return issued;
+    });
   }
 
   private async newKeyRecord(
@@ -348,12 +333,22 @@ export class KeyService {
     return { record, issued };
   }
 
-  private async audited<T>(
+  private audited<T>(
     actor: Actor,
     action: string,
     target: string,
     run: () => Promise<T>,
-    details?: (result: T) => AuditDetails,
+  ): Promise<T> {
+    return this.auditedWith(actor, action, target, undefined, run);
+  }
+
+  /** As audited, and a successful line also names what `details` reads off the result. */
+  private async auditedWith<T>(
+    actor: Actor,
+    action: string,
+    target: string,
+    details: ((result: T) => AuditDetails) | undefined,
+    run: () => Promise<T>,
   ): Promise<T> {
     try {
       const result = await run();
