@@ -143,7 +143,11 @@ export function createKeyServices(
 function auditFields(entry: AuditEntry) {
   const actor =
     entry.actor.kind === 'key'
-      ? { actor: entry.actor.account, actor_key_id: entry.actor.keyId }
+      ? {
+          actor: entry.actor.account,
+          actor_key_id: entry.actor.keyId,
+          request_id: entry.actor.requestId,
+        }
       : { actor: `cli:${entry.actor.user}` };
   return {
     ...actor,
@@ -151,6 +155,8 @@ function auditFields(entry: AuditEntry) {
     target: entry.target,
     result: entry.result,
     error: entry.error,
+    key_id: entry.details?.keyId,
+    replaced_key_id: entry.details?.replacedKeyId,
   };
 }
 
@@ -165,7 +171,10 @@ export function createApp(deps: AppDeps): App {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
   let verifyQueueDepth = () => 0;
-  const metrics = new Metrics({ verifyQueueDepth: () => verifyQueueDepth() });
+  const metrics = new Metrics({
+    verifyQueueDepth: () => verifyQueueDepth(),
+    accountLabel: config.metrics.accountLabel,
+  });
   // Before any worker or timer: a missing or bad credential file is a config error (exit 2).
   const upstreamCredential = openUpstreamCredential(
     config.upstream.credential,

@@ -275,6 +275,7 @@ export async function handleAdmin(
       account: principal.account,
       keyId: principal.keyId,
       scopes: principal.scopes,
+      requestId,
     },
     keys,
   });

@@ -233,6 +233,16 @@ export const configSchema = z
         metricsTokenFile: z.string().min(1).optional(),
       })
       .prefault({}),
+    metrics: z
+      .strictObject({
+        /**
+         * The `account` label on keygate_requests_total. Off for deployments with very many
+         * service accounts (one series per account × route × method × code): every value is
+         * then "_all", so the label set never changes.
+         */
+        accountLabel: z.boolean().default(true),
+      })
+      .prefault({}),
     upstream: z.strictObject({
       url: upstreamUrl,
       stripPrefix: z

@@ -36,8 +36,23 @@ export interface KeyDeps {
  * The CLI actor is not bounded: it already holds the store itself.
  */
 export type Actor =
-  | { kind: 'key'; account: string; keyId: string; scopes: ReadonlySet<string> }
+  | {
+      kind: 'key';
+      account: string;
+      keyId: string;
+      scopes: ReadonlySet<string>;
+      /** The admin API request this action serves, so its audit line joins the access line. */
+      requestId?: string;
+    }
   | { kind: 'cli'; user: string };
+
+/** What an action produced that the audit trail must name (never the key itself). */
+export interface AuditDetails {
+  /** key.create, key.rotate: the id of the key just issued. */
+  keyId?: string;
+  /** key.rotate: the id of the key it replaces. */
+  replacedKeyId?: string;
+}
 
 export interface AuditEntry {
   actor: Actor;
@@ -45,6 +60,7 @@ export interface AuditEntry {
   target: string;
   result: 'ok' | 'error';
   error?: string;
+  details?: AuditDetails;
 }
 
 export interface KeyServiceDeps extends KeyDeps {
@@ -104,6 +120,11 @@ export interface CreateKeyInput {
   /** Unix seconds; 0 or absent = never. */
   expiresAt?: number | undefined;
   scopes?: readonly string[] | undefined;
+}
+
+/** key.create: the audit line names the new key's id. */
+function issuedDetails(issued: IssuedKey): AuditDetails {
+  return { keyId: issued.id };
 }
 
 /**
@@ -187,7 +208,7 @@ export class KeyService {
   }
 
   createKey(actor: Actor, accountName: string, input: CreateKeyInput): Promise<IssuedKey> {
-    return this.audited(actor, 'key.create', accountName, async () => {
+    return this.auditedWith(actor, 'key.create', accountName, issuedDetails, async () => {
       const description = checkDescription(input.description, true);
       const expiresAt = this.checkExpiry(input.expiresAt ?? 0);
       const account = await this.requireAccount(accountName);
@@ -237,7 +258,8 @@ export class KeyService {
     id: string,
     graceSeconds = DEFAULT_GRACE_SECONDS,
   ): Promise<IssuedKey> {
-    return this.audited(actor, 'key.rotate', `${accountName}/${id}`, async () => {
+    const details = (issued: IssuedKey) => ({ keyId: issued.id, replacedKeyId: id });
+    return this.auditedWith(actor, 'key.rotate', `${accountName}/${id}`, details, async () => {
       if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
         throw new KeygateError(
           'bad_request',
@@ -311,15 +333,32 @@ export class KeyService {
     return { record, issued };
   }
 
-  private async audited<T>(
+  private audited<T>(
     actor: Actor,
     action: string,
     target: string,
     run: () => Promise<T>,
   ): Promise<T> {
+    return this.auditedWith(actor, action, target, undefined, run);
+  }
+
+  /** As audited, and a successful line also names what `details` reads off the result. */
+  private async auditedWith<T>(
+    actor: Actor,
+    action: string,
+    target: string,
+    details: ((result: T) => AuditDetails) | undefined,
+    run: () => Promise<T>,
+  ): Promise<T> {
     try {
       const result = await run();
-      this.deps.audit({ actor, action, target, result: 'ok' });
+      this.deps.audit({
+        actor,
+        action,
+        target,
+        result: 'ok',
+        ...(details === undefined ? {} : { details: details(result) }),
+      });
       return result;
     } catch (err) {
       this.deps.audit({

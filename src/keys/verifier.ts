@@ -11,6 +11,7 @@ import {
   type FailureBudgetLimits,
 } from './failure-budget.js';
 import { parseKey } from './key-format.js';
+import { AttributedKeyRefusal } from './key-refusal.js';
 import type { KeyDeps } from './key-service.js';
 import type { Principal } from './principal.js';
 
@@ -132,7 +133,7 @@ export class KeyVerifier {
     const refusal = this.refused.get(digest, now);
     if (refusal !== undefined) {
       this.observer.cacheEvent('negative_hit');
-      throw new KeygateError(refusal.code, REFUSAL_MESSAGES[refusal.code]);
+      throw refusalError(refusal);
     }
     this.observer.cacheEvent('miss');
 
@@ -341,8 +342,17 @@ export class KeyVerifier {
     } else {
       this.observer.cacheEvent('fill_discarded');
     }
-    throw new KeygateError(code, REFUSAL_MESSAGES[code]);
+    throw refusalError({ code, keyId, account });
   }
+}
+
+/** The error for a refusal; expired, revoked and disabled name their record (see AttributedKeyRefusal). */
+function refusalError(refusal: RefusalEntry): KeygateError {
+  const { code, keyId, account } = refusal;
+  if (code !== 'invalid_key' && account !== undefined) {
+    return new AttributedKeyRefusal(code, REFUSAL_MESSAGES[code], keyId, account);
+  }
+  return new KeygateError(code, REFUSAL_MESSAGES[code]);
 }
 
 function throttled(): KeygateError {

@@ -10,6 +10,7 @@ import { responseHeaders, writeResponseHead } from '../forward/response-headers.
 import type { UpstreamClient } from '../forward/upstream-client.js';
 import { classifyUpstreamError, toUpstreamError } from '../forward/upstream-errors.js';
 import { refuseMisplacedKeys } from '../keys/key-in-request.js';
+import { AttributedKeyRefusal } from '../keys/key-refusal.js';
 import type { KeyService } from '../keys/key-service.js';
 import type { LastUsedRecorder } from '../keys/last-used.js';
 import type { KeyVerifier } from '../keys/verifier.js';
@@ -118,6 +119,8 @@ export function createRequestHandler(deps: PipelineDeps) {
     } catch (err) {
       const error = asKeygateError(err);
       ctx.errorCode = error.code;
+      if (error instanceof AttributedKeyRefusal)
+        ctx.refusedKey = { keyId: error.keyId, account: error.account };
       // Refused before the request was allowed: that refusal is the auth decision.
       ctx.auth ??= error.code;
       ctx.decision ??= error.status >= 500 ? 'error' : 'deny';
@@ -219,7 +222,7 @@ function observe(
     route,
     method: Metrics.method(req.method),
     code: String(status),
-    account: ctx.principal?.account ?? 'none',
+    account: metrics.accountLabel(ctx.principal?.account ?? ctx.refusedKey?.account),
   });
   metrics.requestDuration.observe({ route }, seconds);
   if (ctx.upstreamMs !== undefined)
@@ -246,8 +249,10 @@ function logAccess(
       route: ctx.route ?? 'none',
       status,
       duration_ms: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
-      account: ctx.principal?.account,
-      key_id: ctx.principal?.keyId,
+      account: ctx.principal?.account ?? ctx.refusedKey?.account,
+      key_id: ctx.principal?.keyId ?? ctx.refusedKey?.keyId,
+      // Named by an expired/revoked/disabled refusal, which runs no argon2: a claim, not proof.
+      key_proven: ctx.refusedKey === undefined ? undefined : false,
       credential: ctx.credentialSource,
       decision: ctx.decision ?? 'error',
       error: ctx.errorCode,

@@ -12,6 +12,8 @@ export interface RequestContext {
   readonly remoteAddress: string;
   credentialSource?: CredentialSource;
   principal?: Principal;
+  /** Whose key record an expired/revoked/disabled refusal named; not proven (no argon2 ran). */
+  refusedKey?: { keyId: string; account: string };
   route?: string;
   decision?: Decision;
   /** "allow", or the code that refused the request at the credential, key or policy stage. */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { HTTP_METHODS } from '../config/schema.js';
 
@@ -9,9 +10,46 @@ const VERIFY_BUCKETS = [0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 
 const KNOWN_METHODS = new Set<string>(HTTP_METHODS);
 
 /**
+ * prom-client's default gauges that end in `_total`, which the exposition format keeps for
+ * counters (`promtool check metrics` rejects them, and some ingesters turn them into counters).
+ * Each has a per-`type` gauge beside it (`..._active_handles{type}` and so on) whose sum is the
+ * same number, so nothing is lost by dropping them.
+ */
+const MISNAMED_DEFAULT_GAUGES = [
+  'keygate_nodejs_active_handles_total',
+  'keygate_nodejs_active_requests_total',
+  'keygate_nodejs_active_resources_total',
+];
+
+/** The `account` label when `metrics.accountLabel` is off: one value, same label set. */
+export const ALL_ACCOUNTS = '_all';
+
+/**
+ * keygate's version, read the way the CLI reads it (package.json beside dist/ and src/).
+ * "unknown" rather than a failed start if it cannot be read: build_info is not worth an outage.
+ */
+export function keygateVersion(): string {
+  try {
+    const pkg = JSON.parse(
+      readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+export interface MetricsOptions {
+  verifyQueueDepth: () => number;
+  /** metrics.accountLabel: false folds every account into ALL_ACCOUNTS. */
+  accountLabel?: boolean;
+}
+
+/**
  * keygate's metrics on its own registry (never prom-client's global one). Labels are bounded:
  * `route` is a rule name, "admin" or "none"; `account` a service-account name or "none";
- * `method` one of the configured methods or "OTHER"; never a path or a key id.
+ * `method` one of the configured methods or "OTHER"; never a path or a key id. With very many
+ * accounts, `metrics.accountLabel: false` turns `account` into "_all" (see accountLabel).
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -25,12 +63,14 @@ export class Metrics {
   readonly storeUp: Gauge;
   readonly upstreamErrors: Counter<'kind'>;
   readonly inflight: Gauge;
+  private readonly perAccount: boolean;
 
-  constructor(options: { verifyQueueDepth: () => number }) {
+  constructor(options: MetricsOptions) {
+    this.perAccount = options.accountLabel ?? true;
     const registers = [this.registry];
     this.requests = new Counter({
       name: 'keygate_requests_total',
-      help: 'Requests answered, by route rule, method, HTTP status and service account.',
+      help: 'Requests answered, by route rule, method, HTTP status and service account ("none" if unknown; "_all" with metrics.accountLabel off).',
       labelNames: ['route', 'method', 'code', 'account'],
       registers,
     });
@@ -96,7 +136,25 @@ export class Metrics {
       help: 'Requests being handled right now.',
       registers,
     });
+    new Gauge({
+      name: 'keygate_build_info',
+      help: 'Always 1; the labels say which keygate version runs on which Node.js.',
+      labelNames: ['version', 'node'],
+      registers,
+    }).set({ version: keygateVersion(), node: process.version }, 1);
     collectDefaultMetrics({ register: this.registry, prefix: 'keygate_' });
+    for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
+  }
+
+  /**
+   * The `account` label value: the account, "none" before one is known, or "_all" when
+   * `metrics.accountLabel` is off. The label itself stays either way, so queries, recording
+   * rules and dashboards (`sum by (code)`) work unchanged whichever way a deployment sets it,
+   * and one keygate never exports the same metric with two label sets.
+   */
+  accountLabel(account: string | undefined): string {
+    if (!this.perAccount) return ALL_ACCOUNTS;
+    return account ?? 'none';
   }
 
   static method(method: string | undefined): string {

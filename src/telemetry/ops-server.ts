@@ -7,26 +7,56 @@ import type { Metrics } from './metrics.js';
 import type { MetricsAuth } from './metrics-auth.js';
 
 /**
+ * How long a readiness check waits for the store. Kubelet's default probe timeout is 1 s: a
+ * Redis that hangs (paused, swapping, a blackholed route) must turn /readyz into a prompt 503,
+ * not into a probe timeout that the kubelet counts as a failure with no reason given.
+ */
+export const READINESS_PING_TIMEOUT_MS = 400;
+
+/**
  * Whether this replica should receive traffic: not while draining, not while the store is
  * unreachable (a replica that can only answer 503 for new keys belongs out of the rotation).
  */
 export class Readiness {
   draining = false;
+  /**
+   * The one store ping in flight. Probes, scrapes and the periodic store check all wait on it
+   * rather than start their own, so a hanging store never collects a pile of pending pings.
+   */
+  private ping: Promise<void> | null = null;
 
   constructor(
     private readonly store: KeyStore,
     private readonly metrics: Metrics,
+    private readonly timeoutMs = READINESS_PING_TIMEOUT_MS,
   ) {}
 
   async check(): Promise<{ ready: boolean; reason?: string }> {
     if (this.draining) return { ready: false, reason: 'draining' };
+    // Through a promise chain, so a store whose ping throws synchronously still just refuses.
+    this.ping ??= Promise.resolve()
+      .then(() => this.store.ping())
+      .finally(() => {
+        this.ping = null;
+      });
+    const ping = this.ping;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.timeoutMs);
+    });
     try {
-      await this.store.ping();
+      const outcome = await Promise.race([ping.then(() => 'ok' as const), timedOut]);
+      if (outcome === 'timeout') {
+        this.metrics.storeUp.set(0);
+        return { ready: false, reason: 'key store not answering' };
+      }
       this.metrics.storeUp.set(1);
       return { ready: true };
     } catch {
       this.metrics.storeUp.set(0);
       return { ready: false, reason: 'key store unreachable' };
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
@@ -80,7 +110,9 @@ export function createOpsServer(
         metrics.registry.metrics().then(
           (text) => {
             res.writeHead(200, { 'content-type': metrics.registry.contentType });
-            res.end(text);
+            // prom-client writes NaN as "Nan" (the event-loop lag before its first sample); the
+            // exposition format spells it "NaN", and strict parsers refuse anything else.
+            res.end(text.replace(/ Nan$/gm, ' NaN'));
           },
           () => reply(500, { status: 'metrics unavailable' }),
         );

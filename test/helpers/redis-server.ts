@@ -96,10 +96,23 @@ export class RedisServer {
     child.removeAllListeners('exit');
   }
 
+  /**
+   * Freezes the server (SIGSTOP): connections stay open and commands go unanswered, as with a
+   * Redis that hangs. Undo with resume(); stop() and destroy() resume first.
+   */
+  pause(): void {
+    this.process?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.process?.kill('SIGCONT');
+  }
+
   async stop(): Promise<void> {
     const child = this.process;
     if (!child || child.exitCode !== null) return;
     this.process = undefined;
+    child.kill('SIGCONT'); // a paused server would not write its snapshot on SIGTERM
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
       // SIGTERM lets a persistent server write its snapshot before it exits.

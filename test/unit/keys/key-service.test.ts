@@ -179,10 +179,37 @@ describe('validation and audit', () => {
     const key = await service.createKey(ACTOR, 'ci', { description: 'd' });
     await service.revokeKey(ACTOR, 'ci', key.id);
     expect(audit.slice(-2)).toEqual([
-      { actor: ACTOR, action: 'key.create', target: 'ci', result: 'ok' },
+      {
+        actor: ACTOR,
+        action: 'key.create',
+        target: 'ci',
+        result: 'ok',
+        details: { keyId: key.id },
+      },
       { actor: ACTOR, action: 'key.revoke', target: `ci/${key.id}`, result: 'ok' },
     ]);
     expect(JSON.stringify(audit)).not.toContain(key.key);
+  });
+
+  it('a rotation names the new key and the one it replaces; a failed one names neither', async () => {
+    const old = await service.createKey(ACTOR, 'ci', { description: 'd' });
+    const next = await service.rotateKey(ACTOR, 'ci', old.id, 60);
+    expect(audit.at(-1)).toEqual({
+      actor: ACTOR,
+      action: 'key.rotate',
+      target: `ci/${old.id}`,
+      result: 'ok',
+      details: { keyId: next.id, replacedKeyId: old.id },
+    });
+    await expect(service.rotateKey(ACTOR, 'ci', old.id, 60)).rejects.toThrow();
+    expect(audit.at(-1)).toEqual({
+      actor: ACTOR,
+      action: 'key.rotate',
+      target: `ci/${old.id}`,
+      result: 'error',
+      error: 'conflict',
+    });
+    expect(JSON.stringify(audit)).not.toContain(next.key);
   });
 
   it('a key of another account is not found through this one (no cross-account access)', async () => {

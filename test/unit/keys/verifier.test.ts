@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { KeygateError } from '../../../src/errors.js';
 import { generateKey, parseKey } from '../../../src/keys/key-format.js';
+import { AttributedKeyRefusal } from '../../../src/keys/key-refusal.js';
 import { KeyService } from '../../../src/keys/key-service.js';
 import { type CacheEvent, KeyVerifier, type VerifierOptions } from '../../../src/keys/verifier.js';
 import { VerifyPool } from '../../../src/keys/verify-pool.js';
@@ -614,5 +615,63 @@ describe('revocation means now, in-flight verifications included (DESIGN §12.4)
     expect(a).toBe(b);
     await expect(first).resolves.toMatchObject({ keyId: id });
     expect(hasher.verifyCalls).toBe(2);
+  });
+});
+
+describe('refusal attribution: which record a refusal names (the access log and metrics use it)', () => {
+  async function refusalOf(presented: string): Promise<unknown> {
+    try {
+      await verifier.verify(presented, CALLER);
+    } catch (err) {
+      return err;
+    }
+    throw new Error('expected a refusal');
+  }
+
+  it('expired, revoked and disabled name the key id and account, fresh and from the negative cache', async () => {
+    await service.createAccount(ACTOR, { name: 'off', role: 'reader' });
+    const expiring = await service.createKey(ACTOR, 'ci', {
+      description: 'd',
+      expiresAt: clock.seconds + 10,
+    });
+    const revoked = await service.createKey(ACTOR, 'ci', { description: 'd' });
+    const disabled = await service.createKey(ACTOR, 'off', { description: 'd' });
+    await service.revokeKey(ACTOR, 'ci', revoked.id);
+    await service.updateAccount(ACTOR, 'off', { disabled: true });
+    clock.advance(11_000);
+    const cases = [
+      [expiring, 'ci', 'expired_key'],
+      [revoked, 'ci', 'revoked_key'],
+      [disabled, 'off', 'account_disabled'],
+    ] as const;
+    for (const [issued, account, code] of cases) {
+      for (const presented of [issued.key, issued.key, forge(issued.id, 'x'.repeat(43))]) {
+        const err = await refusalOf(presented);
+        expect(err).toBeInstanceOf(AttributedKeyRefusal);
+        expect(err).toMatchObject({ code, keyId: issued.id, account, status: 401 });
+      }
+    }
+    expect(hasher.verifyCalls).toBe(0); // attributed without proof: that is why it is a claim
+  });
+
+  it('invalid_key never names a record: unknown id, wrong secret, key of a deleted account', async () => {
+    const live = await service.createKey(ACTOR, 'ci', { description: 'd' });
+    const presented = [
+      forge('AAAAAAAAAAAA', 'B'.repeat(43)),
+      forge(live.id, 'B'.repeat(43)),
+      forge(live.id, 'B'.repeat(43)), // from the negative cache
+      'kg_nonsense',
+    ];
+    for (const p of presented) {
+      const err = await refusalOf(p);
+      expect(err).toBeInstanceOf(KeygateError);
+      expect(err).not.toBeInstanceOf(AttributedKeyRefusal);
+      expect(err).toMatchObject({ code: 'invalid_key' });
+    }
+    store.accounts.delete('ci'); // the record stays, its account is gone: names nobody
+    clock.advance(10_001);
+    const err = await refusalOf(live.key);
+    expect(err).not.toBeInstanceOf(AttributedKeyRefusal);
+    expect(err).toMatchObject({ code: 'invalid_key' });
   });
 });
