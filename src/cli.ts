@@ -308,7 +308,7 @@ async function keysCommand(
 
 /**
  * The key alone on stdout, so `KEY=$(keygate keys create ci)` works, and the rest on stderr; with
- * --json one object on stdout, key included (the admin API's answer), and nothing on stderr.
+ * --json one object on stdout, key included (the admin API's answer); stderr keeps only audit lines.
  */
 function printIssued(issued: IssuedKey, values: Values, verb: string): void {
   if (values.json) {
