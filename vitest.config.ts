@@ -28,7 +28,8 @@ export default defineConfig({
           testTimeout: 60_000,
           hookTimeout: 60_000,
           globalSetup: ['test/helpers/global-setup.ts'],
-          setupFiles: ['test/helpers/leak-check.ts'],
+          // openapi-check: every admin API answer a file received must match the OpenAPI document.
+          setupFiles: ['test/helpers/leak-check.ts', 'test/helpers/openapi-check.ts'],
         },
       },
       {

@@ -32,8 +32,10 @@ const USAGE = `usage: keygate <command> [options]
   version                                      print the version
 
 Every command takes --config FILE (default: $KEYGATE_CONFIG or config/keygate.yaml) and honours
-the KEYGATE_* environment overrides. --json prints JSON for scripts. "keys create" and "keys rotate"
-print the key alone on stdout and everything else on stderr.
+the KEYGATE_* environment overrides. Without --json, "keys create" and "keys rotate" print the key
+alone on stdout and everything else on stderr. With --json every command prints one JSON object on
+stdout (create and rotate: the key with its metadata), and an error is one JSON object on stderr:
+{"error": CODE, "message": TEXT}.
 Exit codes: 0 ok, 1 failure, 2 bad usage or config.`;
 
 class UsageError extends Error {}
@@ -55,6 +57,8 @@ const OPTIONS = {
 type Values = Partial<Record<keyof typeof OPTIONS, string | boolean>>;
 
 export async function main(argv: string[]): Promise<number> {
+  // Known before parsing, so even an unknown option is reported as JSON to a script that asked.
+  const json = argv.includes('--json');
   let values: Values;
   let positionals: string[];
   try {
@@ -65,7 +69,7 @@ export async function main(argv: string[]): Promise<number> {
       strict: true,
     }));
   } catch (err) {
-    return usage((err as Error).message);
+    return report(new UsageError((err as Error).message), json);
   }
   const [command, sub, ...rest] = positionals;
   if (values.help || command === undefined || command === 'help') {
@@ -75,7 +79,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'version':
-        console.log(version());
+        if (json) printJson(version());
+        else console.log(`keygate ${version().version} (node ${process.version})`);
         return 0;
       case 'serve':
         await serve(
@@ -85,7 +90,7 @@ export async function main(argv: string[]): Promise<number> {
         return -1; // keeps running until a signal
       case 'config':
         if (sub !== 'check') throw new UsageError(`unknown config command "${sub ?? ''}"`);
-        return configCheck(rest[0] ?? str(values.config));
+        return configCheck(rest[0] ?? str(values.config), json);
       case 'accounts':
         return await withKeys(values, (keys, actor) => accounts(sub, rest, values, keys, actor));
       case 'keys':
@@ -94,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (err) {
-    return report(err);
+    return report(err, json);
   }
 }
 
@@ -102,9 +107,21 @@ function str(value: string | boolean | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-function configCheck(file: string | undefined): number {
+function configCheck(file: string | undefined, json: boolean): number {
   const path = resolveConfigPath({ file });
   const loaded = loadConfig({ file: path });
+  if (json) {
+    // A summary only: the upstream URL without its user info, no credential, no store URL.
+    printJson({
+      ok: true,
+      path,
+      store: loaded.store.type,
+      upstream: redactUrl(loaded.upstream.url),
+      routes: loaded.routes.length,
+      roles: Object.keys(loaded.roles),
+    });
+    return 0;
+  }
   console.error(
     `${path}: ok (store ${loaded.store.type}, upstream ${redactUrl(loaded.upstream.url)}, ${loaded.routes.length} routes, roles ${Object.keys(loaded.roles).join(', ')})`,
   );
@@ -226,7 +243,8 @@ async function accounts(
     case 'delete': {
       const [name] = need(args, 1, 'accounts delete NAME') as [string];
       await keys.deleteAccount(actor, name);
-      console.error(`deleted service account "${name}" and all its keys`);
+      if (values.json) printJson({ deleted: name });
+      else console.error(`deleted service account "${name}" and all its keys`);
       return 0;
     }
     default:
@@ -268,7 +286,8 @@ async function keysCommand(
     case 'revoke': {
       const [account, id] = need(args, 2, 'keys revoke ACCOUNT KEY_ID') as [string, string];
       await keys.revokeKey(actor, account, id);
-      console.error(`revoked key ${id} of "${account}"`);
+      if (values.json) printJson({ revoked: id, account });
+      else console.error(`revoked key ${id} of "${account}"`);
       return 0;
     }
     case 'rotate': {
@@ -293,14 +312,18 @@ async function keysCommand(
   }
 }
 
-/** The key alone on stdout, so `KEY=$(keygate keys create ci)` works; the rest on stderr. */
+/**
+ * The key alone on stdout, so `KEY=$(keygate keys create ci)` works, and the rest on stderr; with
+ * --json one object on stdout, key included (the admin API's answer); stderr keeps only audit lines.
+ */
 function printIssued(issued: IssuedKey, values: Values, verb: string): void {
+  if (values.json) {
+    printJson(issued);
+    return;
+  }
   console.log(issued.key);
-  const { key: _key, ...metadata } = issued;
   console.error(
-    values.json
-      ? JSON.stringify(metadata)
-      : `${verb} key ${issued.id} for "${issued.account}" (expires ${issued.expires_at === 0 ? 'never' : time(issued.expires_at)}); it is shown only once`,
+    `${verb} key ${issued.id} for "${issued.account}" (expires ${issued.expires_at === 0 ? 'never' : time(issued.expires_at)}); it is shown only once`,
   );
 }
 
@@ -365,34 +388,38 @@ function parseExpiry(values: Values): number | undefined {
   return undefined;
 }
 
-function usage(message: string): number {
-  console.error(`keygate: ${message}\n\n${USAGE}`);
-  return 2;
+function printJson(value: unknown): void {
+  console.log(JSON.stringify(value));
 }
 
-function report(err: unknown): number {
-  if (err instanceof UsageError) return usage(err.message);
-  if (err instanceof ConfigError) {
-    console.error(`keygate: ${err.message}`);
-    return 2;
-  }
-  if (err instanceof KeygateError) {
-    console.error(`keygate: ${err.code}: ${err.message}`);
-    return err.code === 'bad_request' ? 2 : 1;
-  }
-  if (err instanceof StoreLockedError) {
-    console.error(`keygate: ${err.message}`);
-    return 1;
-  }
-  console.error(`keygate: ${err instanceof Error ? err.message : String(err)}`);
-  return 1;
+/**
+ * Prints an error and picks the exit code: 2 for bad usage or config, 1 for any other failure.
+ * With --json the error is one object on stderr, `{"error": code, "message": text}`, where code
+ * is the admin API's error code (KeygateError) or usage, config, store_locked, failed.
+ */
+function report(err: unknown, json: boolean): number {
+  const [code, message, exit] = describeError(err);
+  if (json) console.error(JSON.stringify({ error: code, message }));
+  else if (err instanceof UsageError) console.error(`keygate: ${message}\n\n${USAGE}`);
+  else if (err instanceof KeygateError) console.error(`keygate: ${code}: ${message}`);
+  else console.error(`keygate: ${message}`);
+  return exit;
 }
 
-function version(): string {
+function describeError(err: unknown): [code: string, message: string, exit: number] {
+  if (err instanceof UsageError) return ['usage', err.message, 2];
+  if (err instanceof ConfigError) return ['config', err.message, 2];
+  if (err instanceof KeygateError)
+    return [err.code, err.message, err.code === 'bad_request' ? 2 : 1];
+  if (err instanceof StoreLockedError) return ['store_locked', err.message, 1];
+  return ['failed', err instanceof Error ? err.message : String(err), 1];
+}
+
+function version(): { version: string; node: string } {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
     version: string;
   };
-  return `keygate ${pkg.version} (node ${process.version})`;
+  return { version: pkg.version, node: process.version };
 }
 
 main(process.argv.slice(2)).then(

@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import { request } from 'undici';
 import { registerKeysInJson } from './captured-logs.js';
+import { recordAdminAnswer } from './openapi-answers.js';
 
 export interface HttpResult {
   status: number;
@@ -28,6 +29,9 @@ export async function send(
     // not JSON: tests read .text
   }
   registerKeysInJson(json); // admin create/rotate answers carry new keys: watch them for leaks
+  // Admin answers are checked against the OpenAPI document after the file (openapi-check.ts).
+  const method = options.method ?? 'GET';
+  recordAdminAnswer({ method, target: path, status: res.statusCode, headers: res.headers, text });
   return { status: res.statusCode, headers: res.headers, text, json };
 }
 
@@ -58,7 +62,10 @@ export function rawHttp(port: number, head: string): Promise<HttpResult> {
         // not JSON
       }
       registerKeysInJson(json);
-      resolve({ status: Number(statusLine.split(' ')[1] ?? 0), headers, text, json });
+      const [method = '', target = ''] = head.split('\r\n', 1)[0]?.split(' ') ?? [];
+      const status = Number(statusLine.split(' ')[1] ?? 0);
+      recordAdminAnswer({ method, target, status, headers, text });
+      resolve({ status, headers, text, json });
     });
     socket.write(head.endsWith('\r\n\r\n') ? head : `${head}\r\n\r\n`);
   });

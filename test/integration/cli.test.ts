@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +6,7 @@ import { parseKey } from '../../src/keys/key-format.js';
 import { runCli, spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { TEST_ROUTES } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
+import { checkAdminAnswer } from '../helpers/openapi-answers.js';
 import { freePort } from '../helpers/redis-server.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
 
@@ -26,6 +27,17 @@ beforeAll(async () => {
 });
 
 afterAll(() => upstream?.close());
+
+/** Problems with a CLI --json output read as the admin API's answer to the same operation. */
+function cliAsApi(method: string, path: string, status: number, stdout: string): string[] {
+  return checkAdminAnswer({
+    method,
+    target: `/_keygate/v1${path}`,
+    status,
+    headers: { 'content-type': 'application/json' },
+    text: stdout,
+  });
+}
 
 describe('keygate CLI on the file store', () => {
   let key = '';
@@ -64,7 +76,7 @@ describe('keygate CLI on the file store', () => {
     expect(created.stderr).not.toContain(key);
   });
 
-  it('--json puts machine-readable metadata on stderr, still without the key', async () => {
+  it('keys create --json prints the API answer, key included, as one object on stdout', async () => {
     const created = await runCli([
       'keys',
       'create',
@@ -76,18 +88,23 @@ describe('keygate CLI on the file store', () => {
       configPath,
     ]);
     expect(created.code, created.stderr).toBe(0);
+    const issued = JSON.parse(created.stdout) as Record<string, unknown>;
+    expect(issued).toMatchObject({ account: 'ci-reports', scopes: ['read'], expires_at: 0 });
+    expect(issued.key).toMatch(/^kg_[0-9A-Za-z]{12}_[0-9A-Za-z]{49}$/);
+    expect(parseKey(issued.key as string, 'kg')?.id).toBe(issued.id);
+    // The same document the admin API answers POST .../api-keys with.
+    expect(cliAsApi('POST', '/service-accounts/ci-reports/api-keys', 201, created.stdout)).toEqual(
+      [],
+    );
+    // stderr holds only the audit line (the CLI's actor, the action), never the key.
     const lines = created.stderr
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const meta = lines.find((l) => l.type === undefined) as Record<string, unknown>;
-    // Beside it, the audit line: the CLI's actor, the action, never the key.
-    const audit = lines.find((l) => l.type === 'audit');
-    expect(audit).toMatchObject({ action: 'key.create', target: 'ci-reports', result: 'ok' });
-    expect(audit?.actor).toMatch(/^cli:/);
-    expect(meta).toMatchObject({ account: 'ci-reports', scopes: ['read'], expires_at: 0 });
-    expect(meta.key).toBeUndefined();
-    expect(created.stderr).not.toContain(created.stdout.trim());
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ type: 'audit', action: 'key.create', result: 'ok' });
+    expect(lines[0]?.actor).toMatch(/^cli:/);
+    expect(created.stderr).not.toContain(issued.key as string);
   });
 
   it('the key made by the CLI works through keygate serve', async () => {
@@ -154,6 +171,108 @@ describe('keygate CLI on the file store', () => {
       expect(result.stdout).toBe('');
     });
   }
+
+  for (const [name, args, code] of failures) {
+    it(`${name} --json → exit ${code}, one JSON error object on stderr`, async () => {
+      const result = await runCli([...args, '--json', '--config', configPath]);
+      expect(result.code).toBe(code);
+      expect(result.stdout).toBe('');
+      const last = result.stderr.trim().split('\n').at(-1) as string;
+      const error = JSON.parse(last) as Record<string, unknown>;
+      expect(Object.keys(error).sort()).toEqual(['error', 'message']);
+      expect(error.error).toMatch(/^[a-z_]+$/);
+      expect(typeof error.message).toBe('string');
+      // No usage text around it: stderr is audit lines and this object, all JSON.
+      for (const line of result.stderr.trim().split('\n'))
+        expect(() => JSON.parse(line)).not.toThrow();
+    });
+  }
+
+  it('--json error codes: usage, config, and the admin API code for service errors', async () => {
+    const usage = await runCli(['keys', 'frobnicate', '--json', '--config', configPath]);
+    expect(usage.code).toBe(2);
+    expect(JSON.parse(usage.stderr)).toMatchObject({ error: 'usage' });
+    const flag = await runCli(['--bogus', '--json']);
+    expect(flag.code).toBe(2);
+    expect(JSON.parse(flag.stderr)).toMatchObject({ error: 'usage' });
+    const config = await runCli(['accounts', 'list', '--json', '--config', '/nonexistent/k.yaml']);
+    expect(config.code).toBe(2);
+    expect(JSON.parse(config.stderr)).toMatchObject({ error: 'config' });
+    const missing = await runCli(['keys', 'list', 'nobody', '--json', '--config', configPath]);
+    expect(missing.code).toBe(1);
+    expect(JSON.parse(missing.stderr.trim().split('\n').at(-1) as string)).toMatchObject({
+      error: 'not_found',
+    });
+  });
+
+  it('every command with a result prints one JSON object on stdout with --json', async () => {
+    const json = async (...args: string[]) => {
+      const result = await runCli([...args, '--json', '--config', configPath]);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
+      expect(result.stdout.endsWith('\n') && !result.stdout.trim().includes('\n')).toBe(true);
+      return result.stdout;
+    };
+    const account = await json('accounts', 'create', 'json-acct', '--role', 'reader');
+    expect(cliAsApi('POST', '/service-accounts', 201, account)).toEqual([]);
+    expect(cliAsApi('GET', '/service-accounts', 200, await json('accounts', 'list'))).toEqual([]);
+    const updated = await json('accounts', 'update', 'json-acct', '--description', 'd');
+    expect(cliAsApi('PATCH', '/service-accounts/json-acct', 200, updated)).toEqual([]);
+    const issued = JSON.parse(await json('keys', 'create', 'json-acct')) as { id: string };
+    const listed = await json('keys', 'list', 'json-acct');
+    expect(cliAsApi('GET', '/service-accounts/json-acct/api-keys', 200, listed)).toEqual([]);
+    const rotated = await json('keys', 'rotate', 'json-acct', issued.id, '--grace', '0');
+    expect(
+      cliAsApi('POST', `/service-accounts/json-acct/api-keys/${issued.id}/rotate`, 201, rotated),
+    ).toEqual([]);
+    const shown = await json('accounts', 'show', 'json-acct');
+    expect(cliAsApi('GET', '/service-accounts/json-acct', 200, shown)).toEqual([]);
+    expect(JSON.parse(await json('keys', 'revoke', 'json-acct', issued.id))).toEqual({
+      revoked: issued.id,
+      account: 'json-acct',
+    });
+    expect(JSON.parse(await json('accounts', 'delete', 'json-acct'))).toEqual({
+      deleted: 'json-acct',
+    });
+  });
+
+  it('revoke and delete without --json print nothing on stdout, as before', async () => {
+    await runCli(['accounts', 'create', 'quiet', '--role', 'reader', '--config', configPath]);
+    const issued = await runCli(['keys', 'create', 'quiet', '--config', configPath]);
+    const id = parseKey(issued.stdout.trim(), 'kg')?.id as string;
+    const revoked = await runCli(['keys', 'revoke', 'quiet', id, '--config', configPath]);
+    expect(revoked.code).toBe(0);
+    expect(revoked.stdout).toBe('');
+    expect(revoked.stderr).toContain(`revoked key ${id}`);
+    const deleted = await runCli(['accounts', 'delete', 'quiet', '--config', configPath]);
+    expect(deleted.code).toBe(0);
+    expect(deleted.stdout).toBe('');
+  });
+
+  it('version --json and config check --json print one object; config check shows no secret', async () => {
+    const version = await runCli(['version', '--json']);
+    expect(version.code).toBe(0);
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '../../package.json'), 'utf8'));
+    expect(JSON.parse(version.stdout)).toEqual({ version: pkg.version, node: process.version });
+
+    const secretConfig = writeTempConfig({
+      upstream: { url: 'http://127.0.0.1:9' },
+      store: {
+        type: 'redis',
+        redis: { url: 'redis://:redis-store-secret@127.0.0.1:9/0' },
+      },
+    });
+    const check = await runCli(['config', 'check', secretConfig, '--json']);
+    expect(check.code, check.stderr).toBe(0);
+    const summary = JSON.parse(check.stdout) as Record<string, unknown>;
+    expect(summary).toMatchObject({ ok: true, path: secretConfig, store: 'redis' });
+    expect(check.stdout).not.toContain('redis-store-secret');
+    expect(check.stderr).toBe('');
+
+    const bad = await runCli(['config', 'check', '/nonexistent/k.yaml', '--json']);
+    expect(bad.code).toBe(2);
+    expect(bad.stdout).toBe('');
+    expect(JSON.parse(bad.stderr)).toMatchObject({ error: 'config' });
+  });
 
   it('a failed keys create leaves no key behind', async () => {
     const list = async () => {
