@@ -408,3 +408,32 @@ describe('chart wiring', () => {
     ).toBe(false);
   });
 });
+
+describe('request limits and metrics options reach keygate.yaml', () => {
+  const keygateYaml = (files: string[]) =>
+    parse(
+      (find(render(files).objects, 'ConfigMap') as never as { data: Record<string, string> }).data[
+        'keygate.yaml'
+      ] as string,
+    ) as { listen: Record<string, unknown>; metrics: Record<string, unknown> };
+
+  it('config.listen adds limits; the chart keeps the address, port and drain', () => {
+    const config = keygateYaml([join(CHART, 'ci/gateway-values.yaml')]);
+    expect(config.listen).toMatchObject({
+      host: '0.0.0.0',
+      maxInflightPerAccount: 32,
+      bodyIdleTimeout: '10s',
+    });
+    expect(config.metrics).toEqual({ accountLabel: false });
+    const hostile = writeTempConfig({ config: { listen: { host: '10.0.0.1', port: 1 } } });
+    const overridden = keygateYaml([join(CHART, 'ci/gateway-values.yaml'), hostile]);
+    expect(overridden.listen).toMatchObject({ host: '0.0.0.0', port: 8080 });
+  });
+
+  it('the defaults render the documented limits', () => {
+    // Defaults plus only what a render needs (a store): the sentinel case sets nothing else here.
+    const config = keygateYaml([join(CHART, 'ci/sentinel-values.yaml')]);
+    expect(config.listen).toMatchObject({ bodyIdleTimeout: '15s', maxInflightPerAccount: 64 });
+    expect(config.metrics).toEqual({ accountLabel: true });
+  });
+});

@@ -105,8 +105,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $upstream "credential" (dict "header" .header "file" "/etc/keygate-upstream/credential") -}}
 {{- end -}}
 {{- end -}}
+{{- /* The chart owns the address and the drain (ports, shutdown); config.listen adds the limits. */ -}}
+{{- $listen := merge (dict "host" "0.0.0.0" "port" (int .Values.ports.proxy) "drainTimeout" (printf "%ds" (int .Values.shutdown.drainTimeoutSeconds))) (deepCopy (.Values.config.listen | default dict)) -}}
 {{- $config := dict
-  "listen" (dict "host" "0.0.0.0" "port" (int .Values.ports.proxy) "drainTimeout" (printf "%ds" (int .Values.shutdown.drainTimeoutSeconds)))
+  "listen" $listen
   "ops" $ops
   "upstream" $upstream
   "store" $store
@@ -115,6 +117,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "routes" .Values.config.routes
   "identityHeaders" .Values.config.identityHeaders
   "trustedProxies" .Values.config.trustedProxies
+  "metrics" (.Values.config.metrics | default dict)
   "log" .Values.config.log
 -}}
 {{- toYaml $config -}}
