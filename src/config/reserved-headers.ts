@@ -1,3 +1,5 @@
+import { canonicalHeaderName } from '../shared/header-name.js';
+
 /**
  * Header names an identity header must never take. keygate sets each identity header on the
  * upstream request after dropping the client's copies; naming one after a header that frames
@@ -45,11 +47,6 @@ const OBJECT_PROPERTIES: ReadonlySet<string> = new Set(
 );
 
 const RESERVED_PREFIXES = ['proxy-', 'x-forwarded-', 'x-original-', 'x-envoy-', 'sec-'];
-
-/** How headers are compared everywhere in keygate: case-insensitively, "_" read as "-". */
-export function canonicalHeaderName(name: string): string {
-  return name.toLowerCase().replaceAll('_', '-');
-}
 
 /** Why `name` may not be an identity header, or undefined when it may. */
 export function reservedHeaderReason(name: string): string | undefined {

@@ -1,7 +1,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { canonicalHeaderName } from '../shared/header-name.js';
 import { parseDurationMs } from './duration.js';
-import { canonicalHeaderName, reservedHeaderReason } from './reserved-headers.js';
+import { reservedHeaderReason } from './reserved-headers.js';
 
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 export type HttpMethod = (typeof HTTP_METHODS)[number];

@@ -7,10 +7,7 @@
  * `X-Forwarded-Prefix` or `X-Envoy-Original-Path` today will trust some new member tomorrow.
  */
 
-/** Compares header names the way lenient servers do: case-insensitive, "_" read as "-". */
-export function canonicalHeaderName(name: string): string {
-  return name.toLowerCase().replaceAll('_', '-');
-}
+import { canonicalHeaderName } from '../shared/header-name.js';
 
 // biome-ignore format: a list of names reads better packed
 const DROPPED_NAMES = [

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { Principal } from '../keys/principal.js';
+import { canonicalHeaderName } from '../shared/header-name.js';
 import { hasSecretRun } from '../telemetry/mask-secrets.js';
-import { canonicalHeaderName, HeaderDropRule } from './header-families.js';
+import { HeaderDropRule } from './header-families.js';
 import type { UpstreamCredential } from './upstream-credential.js';
 
 /**
@@ -20,8 +21,6 @@ export interface IdentityHeaderNames {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-export { canonicalHeaderName };
 
 export function trustedProxyList(entries: readonly string[]): BlockList {
   const list = new BlockList();

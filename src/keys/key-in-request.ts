@@ -1,4 +1,5 @@
 import { KeygateError } from '../errors.js';
+import { canonicalHeaderName } from '../shared/header-name.js';
 import { containsKey } from './key-format.js';
 
 /**
@@ -19,7 +20,7 @@ import { containsKey } from './key-format.js';
 const MAX_DECODE_ROUNDS = 6;
 
 // Header names whose value is the credential (or is never forwarded nor logged): the key
-// belongs there. Compared like canonicalHeaderName does: lower case, "_" read as "-".
+// belongs there. Compared by canonicalHeaderName: lower case, "_" read as "-".
 const CREDENTIAL_HEADERS = new Set(['x-api-key', 'authorization', 'proxy-authorization', 'cookie']);
 
 function hexValue(code: number): number {
@@ -95,7 +96,7 @@ export function refuseMisplacedKeys(
     const text = rawName + (rawHeaders[i + 1] ?? '');
     // Cheap pre-filter: a header without the prefix (or an escape) cannot hold a key.
     if (!text.includes(prefix) && !text.includes('%')) continue;
-    const name = rawName.toLowerCase().replaceAll('_', '-');
+    const name = canonicalHeaderName(rawName);
     if (CREDENTIAL_HEADERS.has(name)) continue;
     if (carriesKey(text, prefix)) {
       throw new KeygateError(
