@@ -23,6 +23,7 @@ import { instrumentKeyStore } from './store/instrumented-key-store.js';
 import type { Invalidation } from './store/invalidation-bus.js';
 import type { KeyStore } from './store/key-store.js';
 import { createInvalidationBus } from './store/open-store.js';
+import { loggerAccessLog } from './telemetry/access-log.js';
 import { accessLogger, createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { MetricsAuth } from './telemetry/metrics-auth.js';
@@ -263,7 +264,7 @@ export function createApp(deps: AppDeps): App {
     ),
     upstream,
     logger,
-    accessLogger: accessLogger(logger),
+    accessLog: loggerAccessLog(accessLogger(logger)),
     metrics,
     upstreamBasePath: upstreamUrl.pathname === '/' ? '' : upstreamUrl.pathname.replace(/\/$/, ''),
     stripPrefix: config.upstream.stripPrefix,

@@ -17,6 +17,7 @@ import type { KeyVerifier } from '../keys/verifier.js';
 import type { InflightLimit } from '../policy/inflight-limit.js';
 import { normaliseTarget } from '../policy/normalise-path.js';
 import type { RouteTable } from '../policy/route-table.js';
+import type { AccessLog } from '../telemetry/access-log.js';
 import type { Logger } from '../telemetry/logger.js';
 import { scrubForLog } from '../telemetry/logger.js';
 import { Metrics } from '../telemetry/metrics.js';
@@ -40,8 +41,8 @@ export interface PipelineDeps {
   keys: KeyService;
   lastUsed: LastUsedRecorder;
   metrics: Metrics;
-  /** For the one access line per request (see accessLogger). */
-  accessLogger: Logger;
+  /** The one access line per request. */
+  accessLog: AccessLog;
   /** While draining, responses close their connection so clients reconnect elsewhere. */
   isDraining: () => boolean;
   /** Per-account bound on requests in flight (listen.maxInflightPerAccount). */
@@ -228,39 +229,35 @@ function observe(
   if (ctx.upstreamMs !== undefined)
     metrics.upstreamDuration.observe({ route }, ctx.upstreamMs / 1000);
   if (ctx.auth !== undefined) metrics.authDecisions.inc({ result: ctx.auth });
-  logAccess(deps.accessLogger, req, status, ctx);
+  logAccess(deps.accessLog, req, status, ctx);
 }
 
 function logAccess(
-  logger: Logger,
+  accessLog: AccessLog,
   req: IncomingMessage,
   status: number,
   ctx: RequestContext,
 ): void {
   const rawUrl = req.url ?? '';
   const q = rawUrl.indexOf('?');
-  logger.info(
-    {
-      type: 'access',
-      request_id: ctx.requestId,
-      method: req.method,
-      // Query strings can carry filter values users consider private; only the path is logged.
-      path: scrubForLog(q === -1 ? rawUrl : rawUrl.slice(0, q)),
-      route: ctx.route ?? 'none',
-      status,
-      duration_ms: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
-      account: ctx.principal?.account ?? ctx.refusedKey?.account,
-      key_id: ctx.principal?.keyId ?? ctx.refusedKey?.keyId,
-      // Named by an expired/revoked/disabled refusal, which runs no argon2: a claim, not proof.
-      key_proven: ctx.refusedKey === undefined ? undefined : false,
-      credential: ctx.credentialSource,
-      decision: ctx.decision ?? 'error',
-      error: ctx.errorCode,
-      upstream_status: ctx.upstreamStatus,
-      upstream_ms:
-        ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 1000) / 1000,
-      remote: ctx.remoteAddress,
-    },
-    'request',
-  );
+  accessLog.write({
+    request_id: ctx.requestId,
+    method: req.method,
+    // Query strings can carry filter values users consider private; only the path is logged.
+    path: scrubForLog(q === -1 ? rawUrl : rawUrl.slice(0, q)),
+    route: ctx.route ?? 'none',
+    status,
+    duration_ms: Math.round((performance.now() - ctx.startedAt) * 1000) / 1000,
+    account: ctx.principal?.account ?? ctx.refusedKey?.account,
+    key_id: ctx.principal?.keyId ?? ctx.refusedKey?.keyId,
+    // Named by an expired/revoked/disabled refusal, which runs no argon2: a claim, not proof.
+    key_proven: ctx.refusedKey === undefined ? undefined : false,
+    credential: ctx.credentialSource,
+    decision: ctx.decision ?? 'error',
+    error: ctx.errorCode,
+    upstream_status: ctx.upstreamStatus,
+    upstream_ms:
+      ctx.upstreamMs === undefined ? undefined : Math.round(ctx.upstreamMs * 1000) / 1000,
+    remote: ctx.remoteAddress,
+  });
 }
