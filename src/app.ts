@@ -175,15 +175,12 @@ export function createApp(deps: AppDeps): App {
   const metrics = new Metrics({
     verifyQueueDepth: () => verifyQueueDepth(),
     accountLabel: config.metrics.accountLabel,
+    credentialReloads: config.upstream.credential !== undefined,
   });
   // Before any worker or timer: a missing or bad credential file is a config error (exit 2).
-  const upstreamCredential = openUpstreamCredential(
-    config.upstream.credential,
-    logger,
-    metrics.registry,
-  );
+  const upstreamCredential = openUpstreamCredential(config.upstream.credential, logger, metrics);
   // Everything reads the store through this wrapper, which counts unreachable-store failures.
-  const store = instrumentKeyStore(deps.store, (op) => metrics.storeErrors.inc({ op }));
+  const store = instrumentKeyStore(deps.store, (op) => metrics.storeFailed(op));
   const services = createKeyServices(config, store, clock, {
     logger,
     hasher: deps.hasher,
@@ -208,17 +205,17 @@ export function createApp(deps: AppDeps): App {
       windowMs: config.keys.failureBudget.window,
     },
     observer: {
-      cacheEvent: (event) => metrics.keyCacheEvents.inc({ event }),
-      verifyDuration: (seconds) => metrics.keyVerifyDuration.observe(seconds),
+      cacheEvent: (event) => metrics.keyCacheEvent(event),
+      verifyDuration: (seconds) => metrics.keyVerified(seconds),
     },
   });
   void services.bus.subscribe(
     (event) => {
-      metrics.keyCacheEvents.inc({ event: 'invalidation' });
+      metrics.keyCacheEvent('invalidation');
       verifier.apply(event);
     },
     () => {
-      metrics.keyCacheEvents.inc({ event: 'clear' });
+      metrics.keyCacheEvent('clear');
       verifier.clear();
       logger.warn(
         'invalidation channel reconnected: verified-key cache cleared, keys are checked afresh',
@@ -252,7 +249,7 @@ export function createApp(deps: AppDeps): App {
     config.upstream.connections + config.upstream.queue,
   );
   const upstreamUrl = new URL(config.upstream.url);
-  const handler = createRequestHandler({
+  const pipeline = createRequestHandler({
     verifier,
     routes: new RouteTable(config.routes),
     headers: new RequestHeaderBuilder(
@@ -284,7 +281,7 @@ export function createApp(deps: AppDeps): App {
       headersTimeout: listen.headersTimeout,
       keepAliveTimeout: listen.keepAliveTimeout,
     },
-    (req, res) => void handler(req, res),
+    (req, res) => void pipeline.handle(req, res),
   );
   // Keep every header line (listen.maxHeaderBytes bounds them): Node's default silently drops
   // lines past about 1000, where a second Host or a Content-Length would hide from checkFraming,
@@ -292,7 +289,7 @@ export function createApp(deps: AppDeps): App {
   server.maxHeadersCount = 0;
   // With a listener here node:http no longer answers `100 Continue` by itself: the handler
   // sends it only after authentication and route policy admitted the request.
-  server.on('checkContinue', (req, res) => void handler(req, res, true));
+  server.on('checkContinue', (req, res) => void pipeline.handle(req, res, true));
   // WebSocket upgrades and CONNECT tunnels are not proxied: answer clearly rather than drop.
   server.on('upgrade', (_req, socket: Duplex) =>
     refuseOnSocket(
@@ -325,8 +322,7 @@ export function createApp(deps: AppDeps): App {
     closing ??= (async () => {
       // Not ready first, so load balancers stop sending; then stop accepting; then wait.
       readiness.draining = true;
-      const inflight = await metrics.inflight.get();
-      const drained = Math.round(inflight.values[0]?.value ?? 0);
+      const drained = pipeline.inFlight;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timedOut = await Promise.race([

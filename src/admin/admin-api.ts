@@ -12,10 +12,8 @@ import {
 import type { Principal } from '../keys/principal.js';
 import { nullProtoRecord } from '../shared/null-proto-record.js';
 import openapi from './openapi.json' with { type: 'json' };
+import { ADMIN_API_PREFIX } from './prefix.js';
 import { readJsonBody } from './read-json-body.js';
-
-/** keygate's own API; every route needs the admin scope (checked before this module). */
-export const ADMIN_API_PREFIX = '/_keygate/v1';
 
 const createAccountBody = z.strictObject({
   name: z.string(),

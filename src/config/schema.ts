@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { KEYGATE_PREFIX } from '../admin/prefix.js';
 import { canonicalHeaderName } from '../shared/header-name.js';
 import { parseDurationMs } from './duration.js';
 import { reservedHeaderReason } from './reserved-headers.js';
@@ -61,7 +62,7 @@ const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1);
 
 /** keygate's own prefix (admin API); compared case-insensitively here, to refuse look-alikes. */
-const ADMIN_SEGMENT = '_keygate';
+const ADMIN_SEGMENT = KEYGATE_PREFIX.slice(1);
 
 const routePattern = z.string().superRefine((path, ctx) => {
   if (path === '/') return;

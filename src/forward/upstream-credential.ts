@@ -1,8 +1,8 @@
 import { type FSWatcher, readFileSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
-import { Counter, type Registry } from 'prom-client';
 import { ConfigError } from '../config/load.js';
 import type { Logger } from '../telemetry/logger.js';
+import type { Metrics } from '../telemetry/metrics.js';
 
 /**
  * keygate's own credential for the upstream (DESIGN §15): with SAML or OIDC on, Kubecost's
@@ -178,16 +178,6 @@ export class FileUpstreamCredential implements UpstreamCredential {
   }
 }
 
-/** `keygate_upstream_credential_reloads_total{result}`: taken changes and failed re-reads. */
-export function credentialReloadCounter(registry: Registry): Counter<'result'> {
-  return new Counter({
-    name: 'keygate_upstream_credential_reloads_total',
-    help: 'Upstream credential file re-reads: "ok" when a changed value was taken, "error" when a re-read failed and the last good value stayed.',
-    labelNames: ['result'],
-    registers: [registry],
-  });
-}
-
 /**
  * The configured credential, read now (a bad file throws ConfigError), with reloads logged
  * (never the value) and counted; undefined when none is configured.
@@ -195,16 +185,15 @@ export function credentialReloadCounter(registry: Registry): Counter<'result'> {
 export function openUpstreamCredential(
   config: { header: string; file: string } | undefined,
   logger: Logger,
-  registry: Registry,
+  metrics: Pick<Metrics, 'credentialReloaded'>,
 ): UpstreamCredential | undefined {
   if (config === undefined) return undefined;
-  const reloads = credentialReloadCounter(registry);
   const { header, file } = config;
   return new FileUpstreamCredential({
     header,
     file,
     onReload: (result, reason) => {
-      reloads.inc({ result });
+      metrics.credentialReloaded(result);
       if (result === 'ok')
         logger.info({ header, file }, 'upstream credential changed: using the new value');
       else

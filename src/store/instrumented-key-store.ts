@@ -1,7 +1,7 @@
 import { KeygateError } from '../errors.js';
 import type { KeyStore } from './key-store.js';
 
-type Operation = Exclude<keyof KeyStore, 'kind'>;
+export type Operation = Exclude<keyof KeyStore, 'kind'>;
 
 /**
  * Wraps any KeyStore and reports each failure that means "store unreachable", by operation,

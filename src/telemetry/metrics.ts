@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { HTTP_METHODS } from '../config/schema.js';
+import type { UpstreamFailure } from '../forward/upstream-errors.js';
+import type { CacheEvent } from '../keys/verifier.js';
+import type { Operation } from '../store/instrumented-key-store.js';
 
 // Fast denials take tens of microseconds, Aggregator queries up to 300 s: one set of buckets for both.
 const REQUEST_BUCKETS = [
@@ -43,63 +46,118 @@ export interface MetricsOptions {
   verifyQueueDepth: () => number;
   /** metrics.accountLabel: false folds every account into ALL_ACCOUNTS. */
   accountLabel?: boolean;
+  /** An upstream credential file is configured: export its reload counter from the start. */
+  credentialReloads?: boolean;
+}
+
+/** What one finished request tells the metrics; built by the pipeline's observe stage. */
+export interface FinishedRequest {
+  /** Rule name, "admin" or "none". */
+  readonly route: string;
+  readonly method: string | undefined;
+  /** The status sent, or 499 when the client left before the response was finished. */
+  readonly status: number;
+  /** The principal's account, or the account a refused key named; undefined if none. */
+  readonly account: string | undefined;
+  readonly seconds: number;
+  /** Until the upstream answered with headers; undefined when it was not asked or never did. */
+  readonly upstreamSeconds: number | undefined;
+  /** "allow" or the refusal code; undefined when no auth decision was reached. */
+  readonly auth: string | undefined;
+}
+
+/** Why a request got no answer from the upstream (label `kind` of keygate_upstream_errors_total). */
+export type UpstreamFailureKind = UpstreamFailure | 'saturated' | 'body_timeout';
+
+interface CounterChild {
+  inc(value?: number): void;
+}
+interface HistogramChild {
+  observe(value: number): void;
+}
+
+/** Label children by their label values: bounded sets (rule names, methods, codes, accounts). */
+function childCache<C>(make: (key: string) => C): (key: string) => C {
+  const children = new Map<string, C>();
+  return (key) => {
+    let child = children.get(key);
+    if (child === undefined) {
+      child = make(key);
+      children.set(key, child);
+    }
+    return child;
+  };
 }
 
 /**
- * keygate's metrics on its own registry (never prom-client's global one). Labels are bounded:
- * `route` is a rule name, "admin" or "none"; `account` a service-account name or "none";
- * `method` one of the configured methods or "OTHER"; never a path or a key id. With very many
- * accounts, `metrics.accountLabel: false` turns `account` into "_all" (see accountLabel).
+ * keygate's metrics, behind intent methods: callers say what happened, this module decides how
+ * it is counted. prom-client stays private here, on its own registry (never prom-client's
+ * global one). Labels are bounded: `route` is a rule name, "admin" or "none"; `account` a
+ * service-account name or "none"; `method` one of the configured methods or "OTHER"; never a
+ * path or a key id. With very many accounts, `metrics.accountLabel: false` turns `account` into
+ * "_all" (see accountLabel). Label children are bound once per label combination and kept, so
+ * the request path does not rebuild label objects per request.
  */
 export class Metrics {
-  readonly registry = new Registry();
-  readonly requests: Counter<'route' | 'method' | 'code' | 'account'>;
-  readonly requestDuration: Histogram<'route'>;
-  readonly upstreamDuration: Histogram<'route'>;
-  readonly authDecisions: Counter<'result'>;
-  readonly keyCacheEvents: Counter<'event'>;
-  readonly keyVerifyDuration: Histogram;
-  readonly storeErrors: Counter<'op'>;
-  readonly storeUp: Gauge;
-  readonly upstreamErrors: Counter<'kind'>;
-  readonly inflight: Gauge;
+  private readonly registry = new Registry();
   private readonly perAccount: boolean;
+  private readonly inflight: Gauge;
+  private readonly storeUpGauge: Gauge;
+  private readonly requestChild: (key: string) => CounterChild;
+  private readonly durationChild: (route: string) => HistogramChild;
+  private readonly upstreamDurationChild: (route: string) => HistogramChild;
+  private readonly authChild: (result: string) => CounterChild;
+  private readonly cacheChild: (event: string) => CounterChild;
+  private readonly storeErrorChild: (op: string) => CounterChild;
+  private readonly upstreamErrorChild: (kind: string) => CounterChild;
+  private readonly credentialReloadChild: (result: string) => CounterChild;
+  private readonly keyVerifyDuration: Histogram;
 
   constructor(options: MetricsOptions) {
     this.perAccount = options.accountLabel ?? true;
     const registers = [this.registry];
-    this.requests = new Counter({
+    const requests = new Counter({
       name: 'keygate_requests_total',
       help: 'Requests answered, by route rule, method, HTTP status and service account ("none" if unknown; "_all" with metrics.accountLabel off).',
       labelNames: ['route', 'method', 'code', 'account'],
       registers,
     });
-    this.requestDuration = new Histogram({
+    // The key joins the four label values with "\n", which none of them can hold (rule and
+    // account names are restricted, methods are a closed set or "OTHER", codes are digits).
+    this.requestChild = childCache((key) => {
+      const [route, method, code, account] = key.split('\n') as [string, string, string, string];
+      return requests.labels({ route, method, code, account });
+    });
+    const requestDuration = new Histogram({
       name: 'keygate_request_duration_seconds',
       help: 'Time from request to the end of the response, by route rule.',
       labelNames: ['route'],
       buckets: REQUEST_BUCKETS,
       registers,
     });
-    this.upstreamDuration = new Histogram({
+    this.durationChild = childCache((route) => requestDuration.labels({ route }));
+    const upstreamDuration = new Histogram({
       name: 'keygate_upstream_duration_seconds',
       help: 'Time until the upstream answered with headers, by route rule.',
       labelNames: ['route'],
       buckets: REQUEST_BUCKETS,
       registers,
     });
-    this.authDecisions = new Counter({
+    this.upstreamDurationChild = childCache((route) => upstreamDuration.labels({ route }));
+    const authDecisions = new Counter({
       name: 'keygate_auth_decisions_total',
       help: 'Authentication and authorisation outcomes: "allow" or the refusal code.',
       labelNames: ['result'],
       registers,
     });
-    this.keyCacheEvents = new Counter({
+    this.authChild = childCache((result) => authDecisions.labels({ result }));
+    const keyCacheEvents = new Counter({
       name: 'keygate_key_cache_events_total',
       help: 'Verified-key cache events: hit, miss, negative_hit, fill, fill_discarded, invalidation, clear.',
       labelNames: ['event'],
       registers,
     });
+    this.cacheChild = childCache((event) => keyCacheEvents.labels({ event }));
     this.keyVerifyDuration = new Histogram({
       name: 'keygate_key_verify_duration_seconds',
       help: 'argon2id verification time, queueing in the bounded pool included.',
@@ -114,28 +172,42 @@ export class Metrics {
         this.set(options.verifyQueueDepth());
       },
     });
-    this.storeErrors = new Counter({
+    const storeErrors = new Counter({
       name: 'keygate_store_errors_total',
       help: 'Key store operations that failed because the store was unreachable, by operation.',
       labelNames: ['op'],
       registers,
     });
-    this.storeUp = new Gauge({
+    this.storeErrorChild = childCache((op) => storeErrors.labels({ op }));
+    this.storeUpGauge = new Gauge({
       name: 'keygate_store_up',
       help: '1 when the key store answered its last health check, else 0.',
       registers,
     });
-    this.upstreamErrors = new Counter({
+    const upstreamErrors = new Counter({
       name: 'keygate_upstream_errors_total',
       help: 'Requests the upstream did not answer, by kind (connect_refused, connect_timeout, timeout, reset, dns, other; saturated: refused at the bounded queue; body_timeout: the client body stalled).',
       labelNames: ['kind'],
       registers,
     });
+    this.upstreamErrorChild = childCache((kind) => upstreamErrors.labels({ kind }));
     this.inflight = new Gauge({
       name: 'keygate_inflight_requests',
       help: 'Requests being handled right now.',
       registers,
     });
+    // Only with a credential file: a keygate without one does not export the counter.
+    const reloads = options.credentialReloads
+      ? new Counter({
+          name: 'keygate_upstream_credential_reloads_total',
+          help: 'Upstream credential file re-reads: "ok" when a changed value was taken, "error" when a re-read failed and the last good value stayed.',
+          labelNames: ['result'],
+          registers,
+        })
+      : undefined;
+    this.credentialReloadChild = childCache(
+      (result) => reloads?.labels({ result }) ?? { inc: () => {} },
+    );
     new Gauge({
       name: 'keygate_build_info',
       help: 'Always 1; the labels say which keygate version runs on which Node.js.',
@@ -144,6 +216,65 @@ export class Metrics {
     }).set({ version: keygateVersion(), node: process.version }, 1);
     collectDefaultMetrics({ register: this.registry, prefix: 'keygate_' });
     for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
+  }
+
+  /** A request arrived (keygate_inflight_requests). */
+  requestStarted(): void {
+    this.inflight.inc();
+  }
+
+  /** A request's response is done (or its client left): counted once, from its outcome. */
+  requestFinished(r: FinishedRequest): void {
+    this.inflight.dec();
+    const route = r.route;
+    this.requestChild(
+      `${route}\n${Metrics.method(r.method)}\n${r.status}\n${this.accountLabel(r.account)}`,
+    ).inc();
+    this.durationChild(route).observe(r.seconds);
+    if (r.upstreamSeconds !== undefined)
+      this.upstreamDurationChild(route).observe(r.upstreamSeconds);
+    if (r.auth !== undefined) this.authChild(r.auth).inc();
+  }
+
+  /** A store operation failed because the store was unreachable. */
+  storeFailed(op: Operation): void {
+    this.storeErrorChild(op).inc();
+  }
+
+  /** The store's last health check: answered or not (keygate_store_up). */
+  storeUp(up: boolean): void {
+    this.storeUpGauge.set(up ? 1 : 0);
+  }
+
+  /** The upstream gave no answer to a request (or was never asked: saturated, body_timeout). */
+  upstreamFailed(kind: UpstreamFailureKind): void {
+    this.upstreamErrorChild(kind).inc();
+  }
+
+  /** A verified-key cache event; `invalidation` and `clear` come from the invalidation bus. */
+  keyCacheEvent(event: CacheEvent | 'invalidation' | 'clear'): void {
+    this.cacheChild(event).inc();
+  }
+
+  /** One argon2 verification finished, queueing included (its _count counts argon2 runs). */
+  keyVerified(seconds: number): void {
+    this.keyVerifyDuration.observe(seconds);
+  }
+
+  /** The upstream credential file was re-read: a changed value taken, or a failed re-read. */
+  credentialReloaded(result: 'ok' | 'error'): void {
+    this.credentialReloadChild(result).inc();
+  }
+
+  /** The exposition text for /metrics. */
+  async render(): Promise<string> {
+    // prom-client writes NaN as "Nan" (the event-loop lag before its first sample); the
+    // exposition format spells it "NaN", and strict parsers refuse anything else.
+    return (await this.registry.metrics()).replace(/ Nan$/gm, ' NaN');
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
   }
 
   /**

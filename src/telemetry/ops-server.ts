@@ -27,7 +27,7 @@ export class Readiness {
 
   constructor(
     private readonly store: KeyStore,
-    private readonly metrics: Metrics,
+    private readonly metrics: Pick<Metrics, 'storeUp'>,
     private readonly timeoutMs = READINESS_PING_TIMEOUT_MS,
   ) {}
 
@@ -47,13 +47,13 @@ export class Readiness {
     try {
       const outcome = await Promise.race([ping.then(() => 'ok' as const), timedOut]);
       if (outcome === 'timeout') {
-        this.metrics.storeUp.set(0);
+        this.metrics.storeUp(false);
         return { ready: false, reason: 'key store not answering' };
       }
-      this.metrics.storeUp.set(1);
+      this.metrics.storeUp(true);
       return { ready: true };
     } catch {
-      this.metrics.storeUp.set(0);
+      this.metrics.storeUp(false);
       return { ready: false, reason: 'key store unreachable' };
     } finally {
       clearTimeout(timer);
@@ -107,12 +107,10 @@ export function createOpsServer(
           res.end(JSON.stringify(toErrorBody(refusal, randomUUID())));
           return;
         }
-        metrics.registry.metrics().then(
+        metrics.render().then(
           (text) => {
-            res.writeHead(200, { 'content-type': metrics.registry.contentType });
-            // prom-client writes NaN as "Nan" (the event-loop lag before its first sample); the
-            // exposition format spells it "NaN", and strict parsers refuse anything else.
-            res.end(text.replace(/ Nan$/gm, ' NaN'));
+            res.writeHead(200, { 'content-type': metrics.contentType });
+            res.end(text);
           },
           () => reply(500, { status: 'metrics unavailable' }),
         );

@@ -2,9 +2,9 @@ import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
 import { type HttpResult, rawHttp, send } from '../helpers/http.js';
-import { parsePrometheusText } from '../helpers/prom-text.js';
 import { RawSession } from '../helpers/raw-socket.js';
 import { RedisServer } from '../helpers/redis-server.js';
+import { sample } from '../helpers/scrape.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
 
 /**
@@ -86,12 +86,12 @@ async function until(predicate: () => boolean | Promise<boolean>, what: string, 
 }
 
 async function metric(gw: Gateway, name: string): Promise<number> {
-  return parsePrometheusText(await gw.app.metrics.registry.metrics()).get(name) ?? 0;
+  return sample(gw, name);
 }
 
 /** keygate's requests in flight, from its own gauge: 0 once every ending was processed. */
 async function inflight(gw: Gateway): Promise<number> {
-  return (await gw.app.metrics.inflight.get()).values[0]?.value ?? 0;
+  return sample(gw, 'keygate_inflight_requests');
 }
 
 /**

@@ -58,7 +58,7 @@ afterAll(async () => {
 
 /** How many times B counted a key-cache event (misses, invalidations from pub/sub, ...). */
 async function bEvents(event: string): Promise<number> {
-  const text = await b.app.metrics.registry.metrics();
+  const text = await b.app.metrics.render();
   const line = new RegExp(`keygate_key_cache_events_total\\{event="${event}"\\} (\\d+)`);
   return Number(line.exec(text)?.[1] ?? 0);
 }

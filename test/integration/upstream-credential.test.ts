@@ -180,9 +180,7 @@ describe('rotation, the way the kubelet does it', () => {
       String(l.msg).includes('upstream credential changed'),
     );
     expect(changed.length, `picked up after ${pickedUpMs} ms`).toBe(1);
-    const reloads = await gw.app.metrics.registry.getSingleMetricAsString(
-      'keygate_upstream_credential_reloads_total',
-    );
+    const reloads = await gw.app.metrics.render();
     expect(reloads).toContain('keygate_upstream_credential_reloads_total{result="ok"} 1');
   });
 
@@ -201,9 +199,7 @@ describe('rotation, the way the kubelet does it', () => {
   it('the credential is in no log line, metric or error body', async () => {
     const denied = await send(gw.url, '/model/allocation', { headers: { 'X-API-KEY': 'nope' } });
     expect(denied.status).toBe(401);
-    const everything = [...gw.logs.raw, denied.text, await gw.app.metrics.registry.metrics()].join(
-      '\n',
-    );
+    const everything = [...gw.logs.raw, denied.text, await gw.app.metrics.render()].join('\n');
     for (const value of [FIRST, SECOND]) expect(everything).not.toContain(value);
     // The leak oracle (registerSecret above) checks every captured log chunk again after
     // the file; the caller's key is checked in logs and upstream requests by the same oracle.

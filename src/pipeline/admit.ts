@@ -1,0 +1,114 @@
+import type { IncomingMessage } from 'node:http';
+import { ADMIN_ROUTE_NAME, admitAdmin } from '../admin/admin-target.js';
+import { isUnder, KEYGATE_PREFIX } from '../admin/prefix.js';
+import { type CredentialSource, extractCredential } from '../credentials/extract.js';
+import type { RequestHeaderBuilder } from '../forward/request-headers.js';
+import { refuseMisplacedKeys } from '../keys/key-in-request.js';
+import { AttributedKeyRefusal } from '../keys/key-refusal.js';
+import type { LastUsedRecorder } from '../keys/last-used.js';
+import type { Principal } from '../keys/principal.js';
+import type { KeyVerifier } from '../keys/verifier.js';
+import type { InflightLimit } from '../policy/inflight-limit.js';
+import { normaliseTarget } from '../policy/normalise-path.js';
+import type { RouteTable } from '../policy/route-table.js';
+import type { Admission, Refusal } from './admission.js';
+import { checkFraming } from './framing.js';
+import { asKeygateError } from './send-error.js';
+import type { Target } from './target.js';
+
+export interface AdmitDeps {
+  verifier: KeyVerifier;
+  routes: RouteTable;
+  headers: RequestHeaderBuilder;
+  keyPrefix: string;
+  lastUsed: LastUsedRecorder;
+  /** Per-account bound on requests in flight (listen.maxInflightPerAccount). */
+  inflight: InflightLimit;
+  /** Path prefix of the upstream URL, prepended after stripPrefix is removed. */
+  upstreamBasePath: string;
+  stripPrefix: string | undefined;
+}
+
+/**
+ * The first stage: framing → misplaced keys → credentials → key verification → path
+ * normalisation → target (admin API or a route rule, with its scope check) → per-account
+ * in-flight bound. Checks throw inside; the one catch below turns them into a Refusal that
+ * carries what was learned before the refusal (credential source, principal or the key a
+ * refusal named, route), which the access line and the request counter report.
+ */
+export async function admit(
+  deps: AdmitDeps,
+  req: IncomingMessage,
+  remoteAddress: string,
+  expectsContinue: boolean,
+): Promise<Admission | Refusal> {
+  let credential: CredentialSource | undefined;
+  let principal: Principal | undefined;
+  let route: string | undefined;
+  try {
+    const method = req.method ?? 'GET';
+    const framing = checkFraming({
+      method,
+      httpVersion: req.httpVersion,
+      rawHeaders: req.rawHeaders,
+    });
+    // Before the credentials: a key in the URL or a forwarded header is refused whatever
+    // the credential headers say (and whether or not they hold a valid key).
+    refuseMisplacedKeys(req.url ?? '', req.rawHeaders, deps.keyPrefix);
+    const presented = extractCredential(req.rawHeaders);
+    credential = presented.source;
+    principal = await deps.verifier.verify(presented.key, {
+      clientAddress: deps.headers.clientAddress(req.rawHeaders, remoteAddress),
+    });
+    deps.lastUsed.mark(principal.keyId);
+
+    const path = normaliseTarget(req.url ?? '');
+    let target: Target;
+    let release: (() => void) | undefined;
+    if (isUnder(path.path, KEYGATE_PREFIX)) {
+      route = ADMIN_ROUTE_NAME;
+      target = admitAdmin(principal, path.path);
+    } else {
+      const rule = deps.routes.require(method, path.path);
+      route = rule.name; // before the scope check, so a refusal is counted on its rule
+      deps.routes.checkScopes(principal, rule);
+      target = {
+        kind: 'forward',
+        route: rule,
+        upstreamPath: upstreamPath(deps, path.path) + path.query,
+      };
+      release = deps.inflight.acquire(principal.account);
+    }
+    return {
+      admitted: true,
+      credential,
+      principal,
+      target,
+      hasBody: framing.hasBody,
+      expectsContinue,
+      release,
+    };
+  } catch (err) {
+    const error = asKeygateError(err);
+    return {
+      admitted: false,
+      error,
+      credential,
+      principal,
+      refusedKey:
+        error instanceof AttributedKeyRefusal
+          ? { keyId: error.keyId, account: error.account }
+          : undefined,
+      route,
+    };
+  }
+}
+
+function upstreamPath(deps: AdmitDeps, path: string): string {
+  let rest = path;
+  const strip = deps.stripPrefix;
+  if (strip !== undefined && (path === strip || path.startsWith(`${strip}/`))) {
+    rest = path.slice(strip.length) || '/';
+  }
+  return deps.upstreamBasePath + rest;
+}
