@@ -316,7 +316,9 @@ export class KeyVerifier {
       // A corrupt hash or an argon2 failure refuses the request; it never lets it through.
       throw new KeygateError('internal_error', 'key verification failed', { cause: err });
     } finally {
-      this.observer.verifyDuration((performance.now() - started) / 1000);
+      // Only verifications that ran: a job shed by the full pool is not an argon2 run, and
+      // counting its ~0 s would skew the histogram and its _count (argon2 runs) in a flood.
+      if (ran) this.observer.verifyDuration((performance.now() - started) / 1000);
     }
     if (!matches) return this.refuse(epoch, digest, 'invalid_key', record.id);
     this.budget.refund(charge);

@@ -32,23 +32,24 @@ export interface AdmitDeps {
 /**
  * The first stage: framing → misplaced keys → credentials → key verification → path
  * normalisation → target (admin API or a route rule, with its scope check) → per-account
- * in-flight bound. Checks throw inside; the one catch below turns them into a Refusal that
+ * in-flight bound. Checks throw inside; the catches below turn them into a Refusal that
  * carries what was learned before the refusal (credential source, principal or the key a
  * refusal named, route), which the access line and the request counter report.
+ *
+ * What needs no I/O is decided synchronously, and such a refusal is returned as a plain value:
+ * it is answered in the same tick, before node:http can answer a malformed body on its own
+ * (bodies-and-framing.test.ts), and a cheap refusal costs no promise.
  */
-export async function admit(
+export function admit(
   deps: AdmitDeps,
   req: IncomingMessage,
   remoteAddress: string,
   expectsContinue: boolean,
-): Promise<Admission | Refusal> {
+): Refusal | Promise<Admission | Refusal> {
   let credential: CredentialSource | undefined;
-  let principal: Principal | undefined;
-  let route: string | undefined;
   try {
-    const method = req.method ?? 'GET';
     const framing = checkFraming({
-      method,
+      method: req.method ?? 'GET',
       httpVersion: req.httpVersion,
       rawHeaders: req.rawHeaders,
     });
@@ -57,7 +58,33 @@ export async function admit(
     refuseMisplacedKeys(req.url ?? '', req.rawHeaders, deps.keyPrefix);
     const presented = extractCredential(req.rawHeaders);
     credential = presented.source;
-    principal = await deps.verifier.verify(presented.key, {
+    return admitKey(
+      deps,
+      req,
+      remoteAddress,
+      presented.key,
+      credential,
+      framing.hasBody,
+      expectsContinue,
+    );
+  } catch (err) {
+    return refusal(err, credential, undefined, undefined);
+  }
+}
+
+async function admitKey(
+  deps: AdmitDeps,
+  req: IncomingMessage,
+  remoteAddress: string,
+  key: string,
+  credential: CredentialSource,
+  hasBody: boolean,
+  expectsContinue: boolean,
+): Promise<Admission | Refusal> {
+  let principal: Principal | undefined;
+  let route: string | undefined;
+  try {
+    principal = await deps.verifier.verify(key, {
       clientAddress: deps.headers.clientAddress(req.rawHeaders, remoteAddress),
     });
     deps.lastUsed.mark(principal.keyId);
@@ -69,7 +96,7 @@ export async function admit(
       route = ADMIN_ROUTE_NAME;
       target = admitAdmin(principal, path.path);
     } else {
-      const rule = deps.routes.require(method, path.path);
+      const rule = deps.routes.require(req.method ?? 'GET', path.path);
       route = rule.name; // before the scope check, so a refusal is counted on its rule
       deps.routes.checkScopes(principal, rule);
       target = {
@@ -79,29 +106,30 @@ export async function admit(
       };
       release = deps.inflight.acquire(principal.account);
     }
-    return {
-      admitted: true,
-      credential,
-      principal,
-      target,
-      hasBody: framing.hasBody,
-      expectsContinue,
-      release,
-    };
+    return { admitted: true, credential, principal, target, hasBody, expectsContinue, release };
   } catch (err) {
-    const error = asKeygateError(err);
-    return {
-      admitted: false,
-      error,
-      credential,
-      principal,
-      refusedKey:
-        error instanceof AttributedKeyRefusal
-          ? { keyId: error.keyId, account: error.account }
-          : undefined,
-      route,
-    };
+    return refusal(err, credential, principal, route);
   }
+}
+
+function refusal(
+  err: unknown,
+  credential: CredentialSource | undefined,
+  principal: Principal | undefined,
+  route: string | undefined,
+): Refusal {
+  const error = asKeygateError(err);
+  return {
+    admitted: false,
+    error,
+    credential,
+    principal,
+    refusedKey:
+      error instanceof AttributedKeyRefusal
+        ? { keyId: error.keyId, account: error.account }
+        : undefined,
+    route,
+  };
 }
 
 function upstreamPath(deps: AdmitDeps, path: string): string {

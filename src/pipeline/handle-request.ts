@@ -46,7 +46,9 @@ export function createRequestHandler(deps: PipelineDeps): RequestPipeline {
     const exchange = new Exchange(deps, req, res, finished);
     if (deps.isDraining()) res.setHeader('connection', 'close');
 
-    const admission = await admit(deps, req, exchange.remoteAddress, expectsContinue);
+    const admitting = admit(deps, req, exchange.remoteAddress, expectsContinue);
+    // A refusal decided without I/O is a plain value: answered in this same tick.
+    const admission = admitting instanceof Promise ? await admitting : admitting;
     if (!admission.admitted) {
       answerWithError(deps, req, res, admission.error, exchange.requestId);
       exchange.settle(admission, undefined);
