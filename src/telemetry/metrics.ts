@@ -4,6 +4,7 @@ import { HTTP_METHODS } from '../config/schema.js';
 import type { UpstreamFailure } from '../forward/upstream-errors.js';
 import type { CacheEvent } from '../keys/verifier.js';
 import type { Operation } from '../store/instrumented-key-store.js';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 // Fast denials take tens of microseconds, Aggregator queries up to 300 s: one set of buckets for both.
 const REQUEST_BUCKETS = [
@@ -72,9 +73,6 @@ export type UpstreamFailureKind = UpstreamFailure | 'saturated' | 'body_timeout'
 interface CounterChild {
   inc(value?: number): void;
 }
-interface HistogramChild {
-  observe(value: number): void;
-}
 
 /** Label children by their label values: bounded sets (rule names, methods, codes, accounts). */
 function childCache<C>(make: (key: string) => C): (key: string) => C {
@@ -101,12 +99,12 @@ function childCache<C>(make: (key: string) => C): (key: string) => C {
 export class Metrics {
   private readonly registry = new Registry();
   private readonly perAccount: boolean;
-  private readonly inflight: Gauge;
+  private inflight = 0;
   private readonly storeUpGauge: Gauge;
-  private readonly requestChild: (key: string) => CounterChild;
-  private readonly durationChild: (route: string) => HistogramChild;
-  private readonly upstreamDurationChild: (route: string) => HistogramChild;
-  private readonly authChild: (result: string) => CounterChild;
+  private readonly requests: HotCounter;
+  private readonly requestDuration: HotHistogram;
+  private readonly upstreamDuration: HotHistogram;
+  private readonly authDecisions: HotCounter;
   private readonly cacheChild: (event: string) => CounterChild;
   private readonly storeErrorChild: (op: string) => CounterChild;
   private readonly upstreamErrorChild: (kind: string) => CounterChild;
@@ -116,41 +114,39 @@ export class Metrics {
   constructor(options: MetricsOptions) {
     this.perAccount = options.accountLabel ?? true;
     const registers = [this.registry];
-    const requests = new Counter({
-      name: 'keygate_requests_total',
-      help: 'Requests answered, by route rule, method, HTTP status and service account ("none" if unknown; "_all" with metrics.accountLabel off).',
-      labelNames: ['route', 'method', 'code', 'account'],
-      registers,
-    });
-    // The key joins the four label values with "\n", which none of them can hold (rule and
-    // account names are restricted, methods are a closed set or "OTHER", codes are digits).
-    this.requestChild = childCache((key) => {
-      const [route, method, code, account] = key.split('\n') as [string, string, string, string];
-      return requests.labels({ route, method, code, account });
-    });
-    const requestDuration = new Histogram({
-      name: 'keygate_request_duration_seconds',
-      help: 'Time from request to the end of the response, by route rule.',
-      labelNames: ['route'],
-      buckets: REQUEST_BUCKETS,
-      registers,
-    });
-    this.durationChild = childCache((route) => requestDuration.labels({ route }));
-    const upstreamDuration = new Histogram({
-      name: 'keygate_upstream_duration_seconds',
-      help: 'Time until the upstream answered with headers, by route rule.',
-      labelNames: ['route'],
-      buckets: REQUEST_BUCKETS,
-      registers,
-    });
-    this.upstreamDurationChild = childCache((route) => upstreamDuration.labels({ route }));
-    const authDecisions = new Counter({
-      name: 'keygate_auth_decisions_total',
-      help: 'Authentication and authorisation outcomes: "allow" or the refusal code.',
-      labelNames: ['result'],
-      registers,
-    });
-    this.authChild = childCache((result) => authDecisions.labels({ result }));
+    // The four per-request metrics count in plain slots (hot-metrics.ts): prom-client would
+    // hash their label objects on every request.
+    this.requests = new HotCounter(
+      'keygate_requests_total',
+      'Requests answered, by route rule, method, HTTP status and service account ("none" if unknown; "_all" with metrics.accountLabel off).',
+      ['route', 'method', 'code', 'account'],
+    );
+    this.requestDuration = new HotHistogram(
+      'keygate_request_duration_seconds',
+      'Time from request to the end of the response, by route rule.',
+      ['route'],
+      REQUEST_BUCKETS,
+    );
+    this.upstreamDuration = new HotHistogram(
+      'keygate_upstream_duration_seconds',
+      'Time until the upstream answered with headers, by route rule.',
+      ['route'],
+      REQUEST_BUCKETS,
+    );
+    this.authDecisions = new HotCounter(
+      'keygate_auth_decisions_total',
+      'Authentication and authorisation outcomes: "allow" or the refusal code.',
+      ['result'],
+    );
+    for (const metric of [
+      this.requests,
+      this.requestDuration,
+      this.upstreamDuration,
+      this.authDecisions,
+    ]) {
+      // prom-client's Registry reads only name, help, type and get() (see hot-metrics.ts).
+      this.registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
+    }
     const keyCacheEvents = new Counter({
       name: 'keygate_key_cache_events_total',
       help: 'Verified-key cache events: hit, miss, negative_hit, fill, fill_discarded, invalidation, clear.',
@@ -191,10 +187,14 @@ export class Metrics {
       registers,
     });
     this.upstreamErrorChild = childCache((kind) => upstreamErrors.labels({ kind }));
-    this.inflight = new Gauge({
+    const inflight = () => this.inflight;
+    new Gauge({
       name: 'keygate_inflight_requests',
       help: 'Requests being handled right now.',
       registers,
+      collect() {
+        this.set(inflight());
+      },
     });
     // Only with a credential file: a keygate without one does not export the counter.
     const reloads = options.credentialReloads
@@ -220,20 +220,22 @@ export class Metrics {
 
   /** A request arrived (keygate_inflight_requests). */
   requestStarted(): void {
-    this.inflight.inc();
+    this.inflight++;
   }
 
   /** A request's response is done (or its client left): counted once, from its outcome. */
   requestFinished(r: FinishedRequest): void {
-    this.inflight.dec();
+    this.inflight--;
     const route = r.route;
-    this.requestChild(
-      `${route}\n${Metrics.method(r.method)}\n${r.status}\n${this.accountLabel(r.account)}`,
-    ).inc();
-    this.durationChild(route).observe(r.seconds);
+    // Label values hold no "\n" (rule and account names are restricted, methods are a closed
+    // set or "OTHER", codes are digits), so joined label values name one child each.
+    this.requests
+      .child(route, Metrics.method(r.method), String(r.status), this.accountLabel(r.account))
+      .inc();
+    this.requestDuration.child(route).observe(r.seconds);
     if (r.upstreamSeconds !== undefined)
-      this.upstreamDurationChild(route).observe(r.upstreamSeconds);
-    if (r.auth !== undefined) this.authChild(r.auth).inc();
+      this.upstreamDuration.child(route).observe(r.upstreamSeconds);
+    if (r.auth !== undefined) this.authDecisions.child(r.auth).inc();
   }
 
   /** A store operation failed because the store was unreachable. */

@@ -1,0 +1,149 @@
+/**
+ * The counter and histogram of the request path. prom-client hashes a metric's label object on
+ * every inc/observe, even through a pre-bound child, so the per-request metrics keep their
+ * numbers in plain slots instead: a child is looked up once per label combination and then
+ * counted with a field increment. prom-client still renders them: each class implements the
+ * `get()` its Registry reads (name, help, type, values), so the exposition text, escaping and
+ * content type are prom-client's own.
+ */
+
+/** Label values joined by "\n", which no label value keygate uses can hold. */
+function keyOf(values: readonly string[]): string {
+  return values.join('\n');
+}
+
+function labelsOf(names: readonly string[], values: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = Object.create(null);
+  names.forEach((name, i) => {
+    labels[name] = values[i] ?? '';
+  });
+  return labels;
+}
+
+interface MetricValue {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName?: string;
+}
+
+export class CounterSlot {
+  value = 0;
+  constructor(readonly labels: Record<string, string>) {}
+  inc(): void {
+    this.value++;
+  }
+}
+
+export class HotCounter {
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  private readonly children = new Map<string, CounterSlot>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly string[],
+  ) {}
+
+  /** The slot for these label values (in labelNames order), made on first use. */
+  child(...values: string[]): CounterSlot {
+    const key = keyOf(values);
+    let slot = this.children.get(key);
+    if (slot === undefined) {
+      slot = new CounterSlot(labelsOf(this.labelNames, values));
+      this.children.set(key, slot);
+    }
+    return slot;
+  }
+
+  async get() {
+    const values: MetricValue[] = [];
+    for (const slot of this.children.values())
+      values.push({ labels: slot.labels, value: slot.value });
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    };
+  }
+}
+
+export class HistogramSlot {
+  /** Observations per bucket, not cumulative (summed when rendered). */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly labels: Record<string, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  observe(value: number): void {
+    const bounds = this.bounds;
+    // Prometheus buckets are inclusive upper bounds: the first bound >= value takes it.
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= (bounds[i] as number)) {
+        (this.counts[i] as number)++;
+        break;
+      }
+    }
+    this.sum += value;
+    this.count++;
+  }
+}
+
+export class HotHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly children = new Map<string, HistogramSlot>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly string[],
+    private readonly bounds: readonly number[],
+  ) {}
+
+  child(...values: string[]): HistogramSlot {
+    const key = keyOf(values);
+    let slot = this.children.get(key);
+    if (slot === undefined) {
+      slot = new HistogramSlot(labelsOf(this.labelNames, values), this.bounds);
+      this.children.set(key, slot);
+    }
+    return slot;
+  }
+
+  async get() {
+    const values: MetricValue[] = [];
+    for (const slot of this.children.values()) {
+      let cumulative = 0;
+      this.bounds.forEach((le, i) => {
+        cumulative += slot.counts[i] ?? 0;
+        values.push({
+          labels: { le, ...slot.labels },
+          value: cumulative,
+          metricName: `${this.name}_bucket`,
+        });
+      });
+      values.push({
+        labels: { le: '+Inf', ...slot.labels },
+        value: slot.count,
+        metricName: `${this.name}_bucket`,
+      });
+      values.push({ labels: slot.labels, value: slot.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: slot.labels, value: slot.count, metricName: `${this.name}_count` });
+    }
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    };
+  }
+}
