@@ -72,14 +72,14 @@ export class LocalInvalidationBus implements InvalidationBus {
 }
 
 export function parseInvalidation(message: string): Invalidation | undefined {
-  return parseMessage(message)?.event;
+  return parseWireMessage(message)?.event;
 }
 
 /**
  * An event on the wire, with the id its publisher waits to see confirmed and the publisher's
  * origin (both absent from old replicas: such an event is applied, as it always was).
  */
-interface WireMessage {
+export interface WireMessage {
   event: Invalidation;
   ack: string | undefined;
   origin: string | undefined;
@@ -92,7 +92,7 @@ function shortString(value: unknown): string | undefined {
   return typeof value === 'string' && value.length <= MAX_ID_LENGTH ? value : undefined;
 }
 
-function parseMessage(message: string): WireMessage | undefined {
+export function parseWireMessage(message: string): WireMessage | undefined {
   try {
     const raw = JSON.parse(message) as Record<string, unknown>;
     const ack = shortString(raw.ack);
@@ -183,7 +183,7 @@ export class RedisInvalidationBus implements InvalidationBus {
     });
     subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
-      const parsed = parseMessage(message);
+      const parsed = parseWireMessage(message);
       if (parsed === undefined) onResync();
       else if (parsed.origin !== this.origin) onEvent(parsed.event);
       // Confirm only after the verdicts are gone (onEvent/onResync are synchronous).
