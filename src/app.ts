@@ -92,7 +92,9 @@ export function createApp(deps: AppDeps): App {
       : MetricsAuth.fromFile(config.ops.metricsTokenFile);
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
-  // The queue-depth gauge reads the pool the key runtime builds, handed over by watchQueueDepth.
+  // The queue-depth gauge reads the pool the key runtime builds, handed over by its observer's
+  // watchQueueDepth (below). Once the metrics facade implements that method itself, this holder
+  // and the adapter object passed to createKeyRuntime go.
   let readQueueDepth = () => 0;
   const metrics = new Metrics({
     verifyQueueDepth: () => readQueueDepth(),
