@@ -17,8 +17,8 @@ const config = loadConfig();
 const upstreamUrl = new URL(config.upstream.url);
 const aggregator = await startMockAggregator(Number(upstreamUrl.port || 80), upstreamUrl.hostname);
 
-const store = await openStore(config.store, { requireConnection: true });
-const app = createApp({ config, store });
+const { store, bus } = await openStore(config.store, { requireConnection: true });
+const app = createApp({ config, store, bus });
 const DEMO = { kind: 'cli', user: 'npm-run-demo' } as const;
 const expiresAt = Math.floor(Date.now() / 1000) + 86_400;
 const stamp = new Date().toISOString();

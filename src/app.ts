@@ -9,21 +9,21 @@ import { BoundedUpstreamClient } from './forward/bounded-upstream.js';
 import { RequestHeaderBuilder, trustedProxyList } from './forward/request-headers.js';
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
 import { openUpstreamCredential } from './forward/upstream-credential.js';
-import { WorkerArgon2Hasher } from './keys/argon2-workers.js';
 import type { Hasher } from './keys/hasher.js';
-import { type AuditEntry, KeyService } from './keys/key-service.js';
+import { createKeyRuntime } from './keys/key-runtime.js';
+import type { KeyService } from './keys/key-service.js';
 import { LastUsedRecorder } from './keys/last-used.js';
-import { KeyVerifier } from './keys/verifier.js';
-import { VerifyPool } from './keys/verify-pool.js';
+import type { KeyVerifier } from './keys/verifier.js';
+import type { VerifyPool } from './keys/verify-pool.js';
 import { createRequestHandler } from './pipeline/handle-request.js';
 import { InflightLimit } from './policy/inflight-limit.js';
 import { RouteTable } from './policy/route-table.js';
 import { type Clock, systemClock } from './shared/clock.js';
 import { instrumentKeyStore } from './store/instrumented-key-store.js';
-import type { Invalidation } from './store/invalidation-bus.js';
+import type { InvalidationBus } from './store/invalidation-bus.js';
 import type { KeyStore } from './store/key-store.js';
-import { createInvalidationBus } from './store/open-store.js';
 import { loggerAccessLog } from './telemetry/access-log.js';
+import { loggerKeyRuntimeLog } from './telemetry/key-runtime-log.js';
 import { accessLogger, createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { MetricsAuth } from './telemetry/metrics-auth.js';
@@ -32,6 +32,8 @@ import { createOpsServer, listenOn, Readiness } from './telemetry/ops-server.js'
 export interface AppDeps {
   config: Readonly<Config>;
   store: KeyStore;
+  /** The bus openStore chose with the store (tests on a memory store: a LocalInvalidationBus). */
+  bus: InvalidationBus;
   clock?: Clock;
   hasher?: Hasher;
   upstream?: UpstreamClient;
@@ -80,87 +82,6 @@ function refuseOnSocket(socket: Duplex, err: KeygateError): void {
   );
 }
 
-export interface KeyServicesOptions {
-  logger: Logger;
-  hasher?: Hasher | undefined;
-  /** Runs first on every invalidation, in this process (the server's verifier). */
-  onInvalidate?: (event: Invalidation) => void;
-}
-
-/**
- * Key management without a listener: what the CLI needs, and what the app builds on. Every
- * weakening write is applied locally at once and published to the other replicas.
- */
-export function createKeyServices(
-  config: Readonly<Config>,
-  store: KeyStore,
-  clock: Clock,
-  options: KeyServicesOptions,
-) {
-  const { logger } = options;
-  const pool = new VerifyPool(config.keys.verifyConcurrency, config.keys.verifyQueue);
-  const hasher =
-    options.hasher ?? new WorkerArgon2Hasher(config.keys.argon2, config.keys.verifyConcurrency);
-  const bus = createInvalidationBus(store);
-  const keys = new KeyService({
-    store,
-    hasher,
-    pool,
-    clock,
-    prefix: config.keys.prefix,
-    roles: config.roles,
-    invalidate: async (event) => {
-      options.onInvalidate?.(event);
-      try {
-        const { receivers, confirmed } = await bus.publish(event);
-        if (confirmed < receivers) {
-          logger.warn(
-            { event, receivers, confirmed },
-            `${receivers - confirmed} of ${receivers} replicas did not confirm a cache invalidation in time; they may accept the old state for up to keys.cacheTtl`,
-          );
-        }
-      } catch (err) {
-        // The write itself succeeded; other replicas fall back to the cache TTL.
-        logger.error(
-          { err: String(err), event },
-          `could not publish a cache invalidation; other replicas may accept the old state for up to keys.cacheTtl`,
-        );
-      }
-    },
-    audit: (entry) => logger.info({ type: 'audit', ...auditFields(entry) }, 'audit'),
-  });
-  return {
-    pool,
-    hasher,
-    keys,
-    bus,
-    async close() {
-      await bus.close();
-      await hasher.close?.();
-    },
-  };
-}
-
-function auditFields(entry: AuditEntry) {
-  const actor =
-    entry.actor.kind === 'key'
-      ? {
-          actor: entry.actor.account,
-          actor_key_id: entry.actor.keyId,
-          request_id: entry.actor.requestId,
-        }
-      : { actor: `cli:${entry.actor.user}` };
-  return {
-    ...actor,
-    action: entry.action,
-    target: entry.target,
-    result: entry.result,
-    error: entry.error,
-    key_id: entry.details?.keyId,
-    replaced_key_id: entry.details?.replacedKeyId,
-  };
-}
-
 /** The composition root: every long-lived object is built here, once, and passed in. */
 export function createApp(deps: AppDeps): App {
   const { config } = deps;
@@ -171,9 +92,7 @@ export function createApp(deps: AppDeps): App {
       : MetricsAuth.fromFile(config.ops.metricsTokenFile);
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
-  let verifyQueueDepth = () => 0;
   const metrics = new Metrics({
-    verifyQueueDepth: () => verifyQueueDepth(),
     accountLabel: config.metrics.accountLabel,
     credentialReloads: config.upstream.credential !== undefined,
   });
@@ -181,47 +100,21 @@ export function createApp(deps: AppDeps): App {
   const upstreamCredential = openUpstreamCredential(config.upstream.credential, logger, metrics);
   // Everything reads the store through this wrapper, which counts unreachable-store failures.
   const store = instrumentKeyStore(deps.store, (op) => metrics.storeFailed(op));
-  const services = createKeyServices(config, store, clock, {
-    logger,
-    hasher: deps.hasher,
-    // Bound late: the verifier is built from the services' pool and hasher just below.
-    onInvalidate: (event) => verifier.apply(event),
-  });
-  const { pool, hasher, keys } = services;
-  verifyQueueDepth = () => pool.queueDepth;
-  const verifier = new KeyVerifier({
+  const runtime = createKeyRuntime({
+    config,
     store,
-    hasher,
-    pool,
+    bus: deps.bus,
     clock,
-    prefix: config.keys.prefix,
-    roles: config.roles,
-    cacheTtlMs: config.keys.cacheTtl,
-    negativeTtlMs: config.keys.negativeCacheTtl,
-    maxEntries: config.keys.cacheMaxEntries,
-    failureBudget: {
-      perKeyId: config.keys.failureBudget.perKeyId,
-      perAddress: config.keys.failureBudget.perAddress,
-      windowMs: config.keys.failureBudget.window,
-    },
+    hasher: deps.hasher,
+    log: loggerKeyRuntimeLog(logger),
+    subscribe: true,
     observer: {
       cacheEvent: (event) => metrics.keyCacheEvent(event),
       verifyDuration: (seconds) => metrics.keyVerified(seconds),
+      watchQueueDepth: (read) => metrics.watchQueueDepth(read),
     },
   });
-  void services.bus.subscribe(
-    (event) => {
-      metrics.keyCacheEvent('invalidation');
-      verifier.apply(event);
-    },
-    () => {
-      metrics.keyCacheEvent('clear');
-      verifier.clear();
-      logger.warn(
-        'invalidation channel reconnected: verified-key cache cleared, keys are checked afresh',
-      );
-    },
-  );
+  const { pool, verifier, service: keys } = runtime;
   const lastUsed = new LastUsedRecorder({
     store,
     clock,
@@ -334,7 +227,7 @@ export function createApp(deps: AppDeps): App {
       upstreamCredential?.close();
       await upstream.close();
       await lastUsed.close();
-      await services.close();
+      await runtime.close();
       await store.close();
       if (opsServer.listening)
         await new Promise<void>((resolve) => opsServer.close(() => resolve()));

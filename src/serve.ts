@@ -20,7 +20,7 @@ function throttled(log: (err: Error) => void): (err: Error) => void {
 export async function serve(config: Readonly<Config>, configPath: string): Promise<void> {
   const logger = createLogger(config.log.level);
   // One logger for the whole process: start-up lines and access lines share one ordered stream.
-  const store = await openStore(config.store, {
+  const { store, bus } = await openStore(config.store, {
     requireConnection: false,
     onConnectError: (err) =>
       logger.warn({ err: String(err) }, 'key store not reachable yet; retrying in the background'),
@@ -28,9 +28,10 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
   });
   let app: ReturnType<typeof createApp>;
   try {
-    app = createApp({ config, store, logger });
+    app = createApp({ config, store, bus, logger });
   } catch (err) {
     // e.g. an unreadable metrics token file: release the store (and its lock) before exit 2.
+    await bus.close();
     await store.close();
     throw err;
   }

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import type { Cluster, Redis } from 'ioredis';
 
 /** A write that may weaken cached verdicts: every replica must drop what it cached. */
@@ -13,56 +12,95 @@ export interface PublishResult {
 
 export interface InvalidationBus {
   /**
-   * Resolves once every replica that received the event has dropped its cached verdicts
-   * (each confirms), or after a bounded wait: then `confirmed < receivers`.
+   * Resolves once every other replica that received the event has dropped its cached verdicts
+   * (each confirms), or after a bounded wait: then `confirmed < receivers`. The publisher
+   * applies the event to its own cache itself, before publishing (see keys/key-runtime.ts).
    */
   publish(event: Invalidation): Promise<PublishResult>;
   /**
-   * `onEvent` for each invalidation from any replica (this one included); `onResync` whenever
-   * events may have been missed (the subscription reconnected), so the cache must be dropped.
+   * `onEvent` for each invalidation published through another bus (another replica, or the
+   * CLI); never for this bus's own echo, which its publisher has applied already. `onResync`
+   * whenever events may have been missed (the subscription reconnected), so the cache must be
+   * dropped.
    */
   subscribe(onEvent: (event: Invalidation) => void, onResync: () => void): Promise<void>;
   close(): Promise<void>;
 }
 
-/** For the file store: one process holds the store, so in-process delivery is everything. */
+interface LocalSubscriber {
+  origin: string;
+  onEvent: (event: Invalidation) => void;
+}
+
+/**
+ * In-process delivery: every LocalInvalidationBus built on one channel sees the others'
+ * events. For the file store one process holds the store, so its bus has nobody to tell
+ * (receivers 0); tests share a channel between runtimes to play replicas without Redis.
+ */
+export class LocalInvalidationChannel {
+  readonly subscribers = new Set<LocalSubscriber>();
+}
+
 export class LocalInvalidationBus implements InvalidationBus {
-  private readonly emitter = new EventEmitter();
+  /** Who this bus is on its channel: its own events are not delivered back to it. */
+  readonly origin = randomUUID();
+  private readonly own = new Set<LocalSubscriber>();
+
+  constructor(private readonly channel = new LocalInvalidationChannel()) {}
 
   async publish(event: Invalidation): Promise<PublishResult> {
-    // Listeners run synchronously: when emit returns, every one of them has applied it.
-    const receivers = this.emitter.listenerCount('event');
-    this.emitter.emit('event', event);
+    // Subscribers run synchronously: when the loop ends, every one of them has applied it.
+    let receivers = 0;
+    for (const subscriber of [...this.channel.subscribers]) {
+      if (subscriber.origin === this.origin) continue;
+      receivers++;
+      subscriber.onEvent(event);
+    }
     return { receivers, confirmed: receivers };
   }
 
   async subscribe(onEvent: (event: Invalidation) => void): Promise<void> {
-    this.emitter.on('event', onEvent);
+    const subscriber = { origin: this.origin, onEvent };
+    this.own.add(subscriber);
+    this.channel.subscribers.add(subscriber);
   }
 
   async close(): Promise<void> {
-    this.emitter.removeAllListeners();
+    for (const subscriber of this.own) this.channel.subscribers.delete(subscriber);
+    this.own.clear();
   }
 }
 
 export function parseInvalidation(message: string): Invalidation | undefined {
-  return parseMessage(message)?.event;
+  return parseWireMessage(message)?.event;
 }
 
-/** An event on the wire, with the id its publisher waits to see confirmed (absent from old replicas). */
-interface WireMessage {
+/**
+ * An event on the wire, with the id its publisher waits to see confirmed and the publisher's
+ * origin (both absent from old replicas: such an event is applied, as it always was).
+ */
+export interface WireMessage {
   event: Invalidation;
   ack: string | undefined;
+  origin: string | undefined;
 }
 
-function parseMessage(message: string): WireMessage | undefined {
+/** Longer ids are not ours (ours are UUIDs): ignored rather than compared. */
+const MAX_ID_LENGTH = 64;
+
+function shortString(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length <= MAX_ID_LENGTH ? value : undefined;
+}
+
+export function parseWireMessage(message: string): WireMessage | undefined {
   try {
     const raw = JSON.parse(message) as Record<string, unknown>;
-    const ack = typeof raw.ack === 'string' && raw.ack.length <= 64 ? raw.ack : undefined;
+    const ack = shortString(raw.ack);
+    const origin = shortString(raw.origin);
     if (raw.kind === 'key' && typeof raw.id === 'string')
-      return { event: { kind: 'key', id: raw.id }, ack };
+      return { event: { kind: 'key', id: raw.id }, ack, origin };
     if (raw.kind === 'account' && typeof raw.name === 'string')
-      return { event: { kind: 'account', name: raw.name }, ack };
+      return { event: { kind: 'account', name: raw.name }, ack, origin };
   } catch {
     // fall through: an unreadable message is treated as "something changed"
   }
@@ -90,12 +128,18 @@ interface PendingConfirm {
  * `confirmTimeoutMs`). So when a revoke returns, every replica has already forgotten the key.
  * On Redis Cluster, PUBLISH counts only the receivers on the node that ran it, so the wait
  * there may end early; the cache TTL remains the bound for the rest.
+ *
+ * Each message carries this bus's `origin`: its own subscriber receives it too (and PUBLISH
+ * counts it), so it confirms its own echo without delivering it: the publisher has applied the
+ * event already, and applying it twice would only bump the verifier's epoch again.
  */
 export class RedisInvalidationBus implements InvalidationBus {
   private subscriber: Redis | Cluster | undefined;
   private ackReady: Promise<void> | undefined;
   private readonly pending = new Map<string, PendingConfirm>();
   private readonly ackChannel: string;
+  /** Who this bus is on the channel: a fresh id per bus, so per process. */
+  readonly origin = randomUUID();
 
   constructor(
     private readonly publisher: { publish(channel: string, message: string): Promise<number> },
@@ -119,7 +163,10 @@ export class RedisInvalidationBus implements InvalidationBus {
     const entry: PendingConfirm = { needed: 0, got: 0, done };
     this.pending.set(ack, entry);
     try {
-      entry.needed = await this.publisher.publish(this.channel, JSON.stringify({ ...event, ack }));
+      entry.needed = await this.publisher.publish(
+        this.channel,
+        JSON.stringify({ ...event, ack, origin: this.origin }),
+      );
       if (entry.got < entry.needed) await withTimeout(confirmed, this.confirmTimeoutMs);
       return { receivers: entry.needed, confirmed: Math.min(entry.got, entry.needed) };
     } finally {
@@ -136,9 +183,9 @@ export class RedisInvalidationBus implements InvalidationBus {
     });
     subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.channel) return;
-      const parsed = parseMessage(message);
-      if (parsed) onEvent(parsed.event);
-      else onResync();
+      const parsed = parseWireMessage(message);
+      if (parsed === undefined) onResync();
+      else if (parsed.origin !== this.origin) onEvent(parsed.event);
       // Confirm only after the verdicts are gone (onEvent/onResync are synchronous).
       if (parsed?.ack !== undefined)
         this.publisher.publish(this.ackChannel, parsed.ack).catch(() => {});

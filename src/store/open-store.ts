@@ -15,15 +15,26 @@ export interface OpenStoreOptions {
   onError?: (err: Error) => void;
 }
 
+/**
+ * A store and the bus its replicas share invalidations on. They are chosen together, from the
+ * config, because they must match: Redis stores share invalidations over pub/sub on the same
+ * Redis; a file store is held by one process (its lease), so its bus is in-process.
+ */
+export interface OpenedStore {
+  store: KeyStore;
+  bus: InvalidationBus;
+}
+
 export async function openStore(
   config: Config['store'],
   options: OpenStoreOptions,
-): Promise<KeyStore> {
+): Promise<OpenedStore> {
   if (config.type === 'file') {
     // Losing the lease is logged like a connection error; ping() then fails readiness.
-    return FileKeyStore.open(config.file.path, {
+    const store = await FileKeyStore.open(config.file.path, {
       ...(options.onError ? { onLost: options.onError } : {}),
     });
+    return { store, bus: new LocalInvalidationBus() };
   }
   const store = RedisKeyStore.create(config.redis, options.onError);
   try {
@@ -35,12 +46,5 @@ export async function openStore(
     }
     options.onConnectError?.(err);
   }
-  return store;
-}
-
-/** Redis stores share invalidations over pub/sub; a file store is one process, so in-process. */
-export function createInvalidationBus(store: KeyStore): InvalidationBus {
-  return store instanceof RedisKeyStore
-    ? store.createInvalidationBus()
-    : new LocalInvalidationBus();
+  return { store, bus: store.createInvalidationBus() };
 }

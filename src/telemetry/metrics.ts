@@ -44,7 +44,6 @@ export function keygateVersion(): string {
 }
 
 export interface MetricsOptions {
-  verifyQueueDepth: () => number;
   /** metrics.accountLabel: false folds every account into ALL_ACCOUNTS. */
   accountLabel?: boolean;
   /** An upstream credential file is configured: export its reload counter from the start. */
@@ -100,6 +99,7 @@ export class Metrics {
   private readonly registry = new Registry();
   private readonly perAccount: boolean;
   private inflight = 0;
+  private readQueueDepth: () => number = () => 0;
   private readonly storeUpGauge: Gauge;
   private readonly requests: HotCounter;
   private readonly requestDuration: HotHistogram;
@@ -160,12 +160,13 @@ export class Metrics {
       buckets: VERIFY_BUCKETS,
       registers,
     });
+    const queueDepth = () => this.readQueueDepth();
     new Gauge({
       name: 'keygate_key_verify_queue_depth',
       help: 'argon2 verifications waiting for a worker thread.',
       registers,
       collect() {
-        this.set(options.verifyQueueDepth());
+        this.set(queueDepth());
       },
     });
     const storeErrors = new Counter({
@@ -216,6 +217,11 @@ export class Metrics {
     }).set({ version: keygateVersion(), node: process.version }, 1);
     collectDefaultMetrics({ register: this.registry, prefix: 'keygate_' });
     for (const name of MISNAMED_DEFAULT_GAUGES) this.registry.removeSingleMetric(name);
+  }
+
+  /** Where keygate_key_verify_queue_depth is read from: the key runtime's pool, once built. */
+  watchQueueDepth(read: () => number): void {
+    this.readQueueDepth = read;
   }
 
   /** A request arrived (keygate_inflight_requests). */

@@ -1,12 +1,15 @@
 import { stringify } from 'yaml';
-import { type App, createApp, createKeyServices } from '../../src/app.js';
+import { type App, createApp } from '../../src/app.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import type { Hasher } from '../../src/keys/hasher.js';
+import { createKeyRuntime } from '../../src/keys/key-runtime.js';
 import type { IssuedKey } from '../../src/keys/key-service.js';
 import { type Clock, systemClock } from '../../src/shared/clock.js';
+import { type InvalidationBus, LocalInvalidationBus } from '../../src/store/invalidation-bus.js';
 import type { KeyStore } from '../../src/store/key-store.js';
 import { openStore } from '../../src/store/open-store.js';
+import { loggerKeyRuntimeLog } from '../../src/telemetry/key-runtime-log.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { registerIssuedKey } from './captured-logs.js';
 import { LogSink } from './log-sink.js';
@@ -74,7 +77,10 @@ export interface Gateway {
 
 export interface GatewayOptions {
   config: Readonly<Config>;
+  /** A store the test built or wrapped; with `bus` for one shared with other replicas. */
   store?: KeyStore;
+  /** Default with `store`: an in-process bus that reaches no other gateway. */
+  bus?: InvalidationBus;
   clock?: Clock;
   hasher?: Hasher;
 }
@@ -82,11 +88,14 @@ export interface GatewayOptions {
 /** Starts keygate in-process on port 0 with captured logs. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logs = new LogSink();
-  const store =
-    options.store ?? (await openStore(options.config.store, { requireConnection: true }));
+  const { store, bus } =
+    options.store === undefined
+      ? await openStore(options.config.store, { requireConnection: true })
+      : { store: options.store, bus: options.bus ?? new LocalInvalidationBus() };
   const app = createApp({
     config: options.config,
     store,
+    bus,
     logDestination: logs,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.hasher ? { hasher: options.hasher } : {}),
@@ -123,19 +132,24 @@ export async function mintKey(
   role: string,
   description = `test key for ${account}`,
 ): Promise<IssuedKey> {
-  const store = await openStore(config.store, { requireConnection: true });
-  const services = createKeyServices(config, store, systemClock, {
-    logger: createLogger('silent'),
+  const { store, bus } = await openStore(config.store, { requireConnection: true });
+  const runtime = createKeyRuntime({
+    config,
+    store,
+    bus,
+    clock: systemClock,
+    log: loggerKeyRuntimeLog(createLogger('silent')),
+    subscribe: false,
   });
   try {
     if ((await store.getAccount(account)) === null) {
-      await services.keys.createAccount(TEST_ACTOR, { name: account, role });
+      await runtime.service.createAccount(TEST_ACTOR, { name: account, role });
     }
-    const issued = await services.keys.createKey(TEST_ACTOR, account, { description });
+    const issued = await runtime.service.createKey(TEST_ACTOR, account, { description });
     registerIssuedKey(issued.key); // the leak oracle looks for every key a test holds
     return issued;
   } finally {
-    await services.close();
+    await runtime.close();
     await store.close();
   }
 }

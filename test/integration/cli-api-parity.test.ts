@@ -145,9 +145,10 @@ it('the CLI and the admin API produce identical store state for the same operati
   await ok(api.createKey('tmp', { description: 'short-lived' }));
   expect((await api.call('DELETE', '/service-accounts/tmp')).status).toBe(204);
 
-  const cliStore = await openStore(testConfig(upstream.url, { store: cliConfig.store }).store, {
-    requireConnection: true,
-  });
+  const { store: cliStore } = await openStore(
+    testConfig(upstream.url, { store: cliConfig.store }).store,
+    { requireConnection: true },
+  );
   const viaCli = await normalisedState(cliStore);
   await cliStore.close();
   const viaApi = await normalisedState(gw.store);

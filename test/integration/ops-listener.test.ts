@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { ConfigError } from '../../src/config/load.js';
+import { LocalInvalidationBus } from '../../src/store/invalidation-bus.js';
 import { MemoryKeyStore } from '../../src/store/memory-key-store.js';
 import { runCli, spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
@@ -147,7 +148,9 @@ describe('ops listener: /metrics with ops.metricsTokenFile', () => {
   it('a missing or empty token file stops start-up with a config error naming ops.metricsTokenFile', async () => {
     for (const file of ['/nonexistent/metrics-token', tokenFile('\n')]) {
       const parsed = testConfig(upstream.url, { ops: { metricsTokenFile: file } });
-      expect(() => createApp({ config: parsed, store: new MemoryKeyStore() })).toThrow(ConfigError);
+      expect(() =>
+        createApp({ config: parsed, store: new MemoryKeyStore(), bus: new LocalInvalidationBus() }),
+      ).toThrow(ConfigError);
       const config = writeTempConfig({
         listen: { host: '127.0.0.1', port: 0 },
         upstream: { url: upstream.url },

@@ -28,7 +28,7 @@ beforeAll(async () => {
   const config = testConfig(upstream.url, {
     store: { type: 'redis', redis: { url: redis.url, commandTimeout: '2s' } },
   });
-  const store = await openStore(config.store, { requireConnection: true });
+  const { store, bus } = await openStore(config.store, { requireConnection: true });
   // The real Redis store, with its pings counted (not replaced): does readiness pile them up?
   const ping = store.ping.bind(store);
   store.ping = async () => {
@@ -40,7 +40,7 @@ beforeAll(async () => {
       pings.inFlight--;
     }
   };
-  gw = await startGateway({ config, store });
+  gw = await startGateway({ config, store, bus });
   const ops = await gw.app.listenOps(0, '127.0.0.1');
   opsUrl = `http://127.0.0.1:${ops.port}`;
 });

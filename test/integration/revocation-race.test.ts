@@ -33,7 +33,7 @@ beforeAll(async () => {
   });
   a = await startGateway({ config, hasher: new FastHasher() });
   // B's store is the real Redis store; only getAccount can be paused, after it has read.
-  const real = await openStore(config.store, { requireConnection: true });
+  const { store: real, bus } = await openStore(config.store, { requireConnection: true });
   const pausable: KeyStore = Object.create(real) as KeyStore;
   pausable.getAccount = async (name: string): Promise<AccountRecord | null> => {
     const account = await real.getAccount(name);
@@ -46,7 +46,7 @@ beforeAll(async () => {
     }
     return account;
   };
-  b = await startGateway({ config, hasher: bHasher, store: pausable });
+  b = await startGateway({ config, hasher: bHasher, store: pausable, bus });
 });
 
 afterAll(async () => {

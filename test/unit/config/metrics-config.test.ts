@@ -39,10 +39,10 @@ describe('metrics.accountLabel', () => {
 
 describe('Metrics.accountLabel', () => {
   it('names the account, "none" before one is known; with the label off, always "_all"', () => {
-    const on = new Metrics({ verifyQueueDepth: () => 0 });
+    const on = new Metrics({});
     expect(on.accountLabel('team-a')).toBe('team-a');
     expect(on.accountLabel(undefined)).toBe('none');
-    const off = new Metrics({ verifyQueueDepth: () => 0, accountLabel: false });
+    const off = new Metrics({ accountLabel: false });
     for (const account of ['team-a', undefined, '__proto__', ''])
       expect(off.accountLabel(account)).toBe(ALL_ACCOUNTS);
     expect(ALL_ACCOUNTS).toBe('_all');

@@ -1,0 +1,91 @@
+import type { Actor, KeyService } from '../keys/key-service.js';
+import { need, str, UsageError, type Values } from './args.js';
+import { keyTable, printJson, table, time } from './output.js';
+
+/** `keygate accounts create|list|show|update|delete`. */
+export async function accountsCommand(
+  sub: string | undefined,
+  args: string[],
+  values: Values,
+  keys: KeyService,
+  actor: Actor,
+): Promise<number> {
+  switch (sub) {
+    case 'create': {
+      const [name] = need(args, 1, 'accounts create NAME --role ROLE') as [string];
+      const role = str(values.role);
+      if (role === undefined) throw new UsageError('accounts create needs --role ROLE');
+      const account = await keys.createAccount(actor, {
+        name,
+        role,
+        description: str(values.description),
+      });
+      if (values.json) printJson(account);
+      else console.error(`created service account "${account.name}" with role ${account.role}`);
+      return 0;
+    }
+    case 'list': {
+      need(args, 0, 'accounts list');
+      const items = await keys.listAccounts(actor);
+      if (values.json) printJson({ items });
+      else
+        table(
+          ['NAME', 'ROLE', 'DISABLED', 'CREATED', 'DESCRIPTION'],
+          items.map((a) => [
+            a.name,
+            a.role,
+            a.disabled ? 'yes' : 'no',
+            time(a.created_at),
+            a.description,
+          ]),
+        );
+      return 0;
+    }
+    case 'show': {
+      const [name] = need(args, 1, 'accounts show NAME') as [string];
+      const account = await keys.getAccount(actor, name);
+      if (values.json) {
+        printJson(account);
+        return 0;
+      }
+      console.log(
+        `name: ${account.name}\nrole: ${account.role}\ndisabled: ${account.disabled ? 'yes' : 'no'}\n` +
+          `description: ${account.description}\ncreated: ${time(account.created_at)}\nupdated: ${time(account.updated_at)}\n`,
+      );
+      keyTable(account.keys);
+      return 0;
+    }
+    case 'update': {
+      const [name] = need(
+        args,
+        1,
+        'accounts update NAME [--role R] [--description D] [--disable|--enable]',
+      ) as [string];
+      if (values.disable && values.enable) throw new UsageError('use either --disable or --enable');
+      const change = {
+        role: str(values.role),
+        description: str(values.description),
+        disabled: values.disable ? true : values.enable ? false : undefined,
+      };
+      if (Object.values(change).every((v) => v === undefined)) {
+        throw new UsageError('accounts update needs --role, --description, --disable or --enable');
+      }
+      const account = await keys.updateAccount(actor, name, change);
+      if (values.json) printJson(account);
+      else
+        console.error(
+          `updated service account "${account.name}": role ${account.role}, ${account.disabled ? 'disabled' : 'enabled'}`,
+        );
+      return 0;
+    }
+    case 'delete': {
+      const [name] = need(args, 1, 'accounts delete NAME') as [string];
+      await keys.deleteAccount(actor, name);
+      if (values.json) printJson({ deleted: name });
+      else console.error(`deleted service account "${name}" and all its keys`);
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown accounts command "${sub ?? ''}"`);
+  }
+}

@@ -1,0 +1,30 @@
+/** The command line's options, and the small helpers every command uses to read them. */
+
+/** Bad usage: reported with the usage text, exit code 2. */
+export class UsageError extends Error {}
+
+export const OPTIONS = {
+  config: { type: 'string' },
+  role: { type: 'string' },
+  description: { type: 'string' },
+  'expires-in': { type: 'string' },
+  'expires-at': { type: 'string' },
+  scopes: { type: 'string' },
+  grace: { type: 'string' },
+  disable: { type: 'boolean' },
+  enable: { type: 'boolean' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export type Values = Partial<Record<keyof typeof OPTIONS, string | boolean>>;
+
+export function str(value: string | boolean | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Exactly `count` positional arguments, or a usage error naming the expected form. */
+export function need(args: string[], count: number, what: string): string[] {
+  if (args.length !== count) throw new UsageError(`expected ${what}`);
+  return args;
+}

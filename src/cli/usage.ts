@@ -1,0 +1,21 @@
+export const USAGE = `usage: keygate <command> [options]
+
+  serve                                        run the proxy
+  config check [FILE]                          validate a config file and exit
+  accounts create NAME --role ROLE [--description TEXT]
+  accounts list
+  accounts show NAME                           the account and its keys
+  accounts update NAME [--role ROLE] [--description TEXT] [--disable | --enable]
+  accounts delete NAME                         deletes the account and all its keys
+  keys create ACCOUNT [--description TEXT] [--expires-in 90d | --expires-at TIME] [--scopes a,b]
+  keys list ACCOUNT
+  keys revoke ACCOUNT KEY_ID
+  keys rotate ACCOUNT KEY_ID [--grace 24h]     new key now, old key works until the grace ends
+  version                                      print the version
+
+Every command takes --config FILE (default: $KEYGATE_CONFIG or config/keygate.yaml) and honours
+the KEYGATE_* environment overrides. Without --json, "keys create" and "keys rotate" print the key
+alone on stdout and everything else on stderr. With --json every command prints one JSON object on
+stdout (create and rotate: the key with its metadata), and an error is one JSON object on stderr:
+{"error": CODE, "message": TEXT}.
+Exit codes: 0 ok, 1 failure, 2 bad usage or config.`;
