@@ -10,9 +10,9 @@ import {
   MAX_GRACE_SECONDS,
 } from '../keys/key-service.js';
 import type { Principal } from '../keys/principal.js';
+import { ADMIN_API_PREFIX } from '../shared/keygate-prefix.js';
 import { nullProtoRecord } from '../shared/null-proto-record.js';
 import openapi from './openapi.json' with { type: 'json' };
-import { ADMIN_API_PREFIX } from './prefix.js';
 import { readJsonBody } from './read-json-body.js';
 
 const createAccountBody = z.strictObject({

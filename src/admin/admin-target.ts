@@ -2,8 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KeygateError } from '../errors.js';
 import type { KeyService } from '../keys/key-service.js';
 import type { Principal } from '../keys/principal.js';
+import { ADMIN_API_PREFIX, isUnder } from '../shared/keygate-prefix.js';
 import { handleAdmin } from './admin-api.js';
-import { ADMIN_API_PREFIX, isUnder } from './prefix.js';
 
 /** The admin API as a target of the request path: a normalised path under KEYGATE_PREFIX. */
 export interface AdminTarget {

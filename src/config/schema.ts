@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { KEYGATE_PREFIX } from '../admin/prefix.js';
 import { canonicalHeaderName } from '../shared/header-name.js';
+import { KEYGATE_PREFIX } from '../shared/keygate-prefix.js';
 import { parseDurationMs } from './duration.js';
 import { reservedHeaderReason } from './reserved-headers.js';
 

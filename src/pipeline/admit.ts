@@ -1,6 +1,5 @@
 import type { IncomingMessage } from 'node:http';
 import { ADMIN_ROUTE_NAME, admitAdmin } from '../admin/admin-target.js';
-import { isUnder, KEYGATE_PREFIX } from '../admin/prefix.js';
 import { type CredentialSource, extractCredential } from '../credentials/extract.js';
 import type { RequestHeaderBuilder } from '../forward/request-headers.js';
 import { refuseMisplacedKeys } from '../keys/key-in-request.js';
@@ -11,6 +10,7 @@ import type { KeyVerifier } from '../keys/verifier.js';
 import type { InflightLimit } from '../policy/inflight-limit.js';
 import { normaliseTarget } from '../policy/normalise-path.js';
 import type { RouteTable } from '../policy/route-table.js';
+import { isUnder, KEYGATE_PREFIX } from '../shared/keygate-prefix.js';
 import type { Admission, Refusal } from './admission.js';
 import { checkFraming } from './framing.js';
 import { asKeygateError } from './send-error.js';

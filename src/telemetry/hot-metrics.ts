@@ -7,17 +7,15 @@
  * content type are prom-client's own.
  */
 
+import { nullProtoRecord } from '../shared/null-proto-record.js';
+
 /** Label values joined by "\n", which no label value keygate uses can hold. */
 function keyOf(values: readonly string[]): string {
   return values.join('\n');
 }
 
 function labelsOf(names: readonly string[], values: readonly string[]): Record<string, string> {
-  const labels: Record<string, string> = Object.create(null);
-  names.forEach((name, i) => {
-    labels[name] = values[i] ?? '';
-  });
-  return labels;
+  return nullProtoRecord(names.map((name, i) => [name, values[i] ?? ''] as const));
 }
 
 interface MetricValue {
