@@ -199,13 +199,13 @@ export function createApp(deps: AppDeps): App {
     clock,
     prefix: config.keys.prefix,
     roles: config.roles,
-    cacheTtlMs: config.keys.cacheTtl,
-    negativeTtlMs: config.keys.negativeCacheTtl,
+    cacheTtlMs: config.keys.cacheTtlMs,
+    negativeTtlMs: config.keys.negativeCacheTtlMs,
     maxEntries: config.keys.cacheMaxEntries,
     failureBudget: {
       perKeyId: config.keys.failureBudget.perKeyId,
       perAddress: config.keys.failureBudget.perAddress,
-      windowMs: config.keys.failureBudget.window,
+      windowMs: config.keys.failureBudget.windowMs,
     },
     observer: {
       cacheEvent: (event) => metrics.keyCacheEvents.inc({ event }),
@@ -246,8 +246,8 @@ export function createApp(deps: AppDeps): App {
       new UndiciUpstreamClient({
         url: config.upstream.url,
         connections: config.upstream.connections,
-        connectTimeoutMs: config.upstream.connectTimeout,
-        timeoutMs: config.upstream.timeout,
+        connectTimeoutMs: config.upstream.connectTimeoutMs,
+        timeoutMs: config.upstream.timeoutMs,
       }),
     config.upstream.connections + config.upstream.queue,
   );
@@ -273,16 +273,16 @@ export function createApp(deps: AppDeps): App {
     lastUsed,
     isDraining: () => readiness.draining,
     inflight: new InflightLimit(config.listen.maxInflightPerAccount),
-    bodyIdleTimeoutMs: config.listen.bodyIdleTimeout,
+    bodyIdleTimeoutMs: config.listen.bodyIdleTimeoutMs,
   });
 
   const { listen } = config;
   const server = createServer(
     {
       maxHeaderSize: listen.maxHeaderBytes,
-      requestTimeout: listen.requestTimeout,
-      headersTimeout: listen.headersTimeout,
-      keepAliveTimeout: listen.keepAliveTimeout,
+      requestTimeout: listen.requestTimeoutMs,
+      headersTimeout: listen.headersTimeoutMs,
+      keepAliveTimeout: listen.keepAliveTimeoutMs,
     },
     (req, res) => void handler(req, res),
   );
@@ -370,7 +370,7 @@ export function createApp(deps: AppDeps): App {
     listenOps: (port = config.ops.port, host = config.ops.host) => listenOn(opsServer, port, host),
     shutdown,
     close: async () => {
-      await shutdown(config.listen.drainTimeout);
+      await shutdown(config.listen.drainTimeoutMs);
     },
   };
 }

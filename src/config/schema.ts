@@ -57,6 +57,24 @@ const timeout = duration.refine((ms) => ms <= MAX_TIMER_MS, {
   message: 'at most 24d: longer timeouts overflow Node timers and would fire at once',
 });
 
+/**
+ * After validation a duration's name carries its unit: users write `cacheTtl: 30s`, code reads
+ * `cacheTtlMs`. Renamed in a transform, which runs only on valid input, so error messages
+ * still name the path the user wrote.
+ */
+function withMsNames<const K extends string>(names: readonly K[]) {
+  const renamed = new Set<string>(names);
+  return <T extends { [P in K]: number }>(value: T): WithMsNames<T, K> =>
+    Object.fromEntries(
+      Object.entries(value).map(([name, v]) => [renamed.has(name) ? `${name}Ms` : name, v]),
+    ) as WithMsNames<T, K>;
+}
+
+/** T with each duration field K renamed K + "Ms" (one flat object type, for readable hovers). */
+type WithMsNames<T, K extends keyof T & string> = {
+  [P in keyof T as P extends K ? `${P}Ms` : P]: T[P];
+};
+
 const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1);
 
@@ -135,7 +153,8 @@ const redis = z
     if (set > 1) {
       ctx.addIssue({ code: 'custom', message: 'set only one of url, sentinel, cluster' });
     }
-  });
+  })
+  .transform(withMsNames(['commandTimeout', 'connectTimeout']));
 
 const cidr = z.string().refine((value) => {
   const [address, bits, extra] = value.split('/');
@@ -224,6 +243,15 @@ export const configSchema = z
         /** Requests one account may have in flight at once (429 beyond): no tenant holds the pool. */
         maxInflightPerAccount: z.number().int().min(1).default(64),
       })
+      .transform(
+        withMsNames([
+          'headersTimeout',
+          'requestTimeout',
+          'keepAliveTimeout',
+          'drainTimeout',
+          'bodyIdleTimeout',
+        ]),
+      )
       .prefault({}),
     ops: z
       .strictObject({
@@ -244,36 +272,38 @@ export const configSchema = z
         accountLabel: z.boolean().default(true),
       })
       .prefault({}),
-    upstream: z.strictObject({
-      url: upstreamUrl,
-      stripPrefix: z
-        .string()
-        .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, 'expected a path prefix such as /model')
-        .optional(),
-      connectTimeout: timeout.default(5000),
-      timeout: timeout.default(300_000),
-      connections: z.number().int().min(1).max(4096).default(128),
-      /** Requests that may wait for a free upstream connection; beyond it, 503 at once. */
-      queue: z.number().int().min(0).default(256),
-      /**
-       * More client headers never to forward, besides keygate's own list: names, or prefixes
-       * ending in "*" (e.g. "x-internal-*"). Compared case-insensitively, "_" read as "-".
-       */
-      dropHeaders: z
-        .array(
-          z
-            .string()
-            .regex(/^[A-Za-z0-9_-]+\*?$/, 'expected a header name or a prefix ending in "*"'),
-        )
-        .default([]),
-      /** keygate's own credential for the upstream, read from a mounted Secret (DESIGN §15). */
-      credential: z
-        .strictObject({
-          header: credentialHeader.default('X-API-KEY'),
-          file: z.string().min(1),
-        })
-        .optional(),
-    }),
+    upstream: z
+      .strictObject({
+        url: upstreamUrl,
+        stripPrefix: z
+          .string()
+          .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, 'expected a path prefix such as /model')
+          .optional(),
+        connectTimeout: timeout.default(5000),
+        timeout: timeout.default(300_000),
+        connections: z.number().int().min(1).max(4096).default(128),
+        /** Requests that may wait for a free upstream connection; beyond it, 503 at once. */
+        queue: z.number().int().min(0).default(256),
+        /**
+         * More client headers never to forward, besides keygate's own list: names, or prefixes
+         * ending in "*" (e.g. "x-internal-*"). Compared case-insensitively, "_" read as "-".
+         */
+        dropHeaders: z
+          .array(
+            z
+              .string()
+              .regex(/^[A-Za-z0-9_-]+\*?$/, 'expected a header name or a prefix ending in "*"'),
+          )
+          .default([]),
+        /** keygate's own credential for the upstream, read from a mounted Secret (DESIGN §15). */
+        credential: z
+          .strictObject({
+            header: credentialHeader.default('X-API-KEY'),
+            file: z.string().min(1),
+          })
+          .optional(),
+      })
+      .transform(withMsNames(['connectTimeout', 'timeout'])),
     trustedProxies: z.array(cidr).default([]),
     store: z
       .strictObject({
@@ -313,8 +343,10 @@ export const configSchema = z
             perAddress: z.number().int().min(1).default(30),
             window: duration.default(60_000),
           })
+          .transform(withMsNames(['window']))
           .prefault({}),
       })
+      .transform(withMsNames(['cacheTtl', 'negativeCacheTtl']))
       .prefault({}),
     roles: z
       .record(z.string().regex(NAME), z.array(z.string().regex(NAME)))
