@@ -42,7 +42,7 @@ interface Observed {
   size: number;
 }
 
-export const DEFAULT_LEASE_TTL_MS = 15_000;
+const DEFAULT_LEASE_TTL_MS = 15_000;
 
 /** Nonces of the locks this process holds: a second open in one process is refused, not taken. */
 const heldHere = new Set<string>();

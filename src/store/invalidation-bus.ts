@@ -45,10 +45,6 @@ export class LocalInvalidationBus implements InvalidationBus {
   }
 }
 
-export function parseInvalidation(message: string): Invalidation | undefined {
-  return parseMessage(message)?.event;
-}
-
 /** An event on the wire, with the id its publisher waits to see confirmed (absent from old replicas). */
 interface WireMessage {
   event: Invalidation;
@@ -70,7 +66,7 @@ function parseMessage(message: string): WireMessage | undefined {
 }
 
 /** How long a publisher waits for every replica to confirm an invalidation. */
-export const DEFAULT_CONFIRM_TIMEOUT_MS = 2000;
+const DEFAULT_CONFIRM_TIMEOUT_MS = 2000;
 
 interface PendingConfirm {
   needed: number;

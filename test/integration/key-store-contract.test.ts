@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyStore, StoreLockedError } from '../../src/store/file-key-store.js';
 import type { KeyStore } from '../../src/store/key-store.js';
-import { MemoryKeyStore } from '../../src/store/memory-key-store.js';
 import { RedisKeyStore } from '../../src/store/redis/redis-key-store.js';
 import { testConfig } from '../helpers/gateway.js';
 import { aKey, anAccount, describeKeyStoreContract } from '../helpers/key-store-contract.js';
+import { MemoryKeyStore } from '../helpers/memory-key-store.js';
 import { RedisServer } from '../helpers/redis-server.js';
 
 let redis: RedisServer;

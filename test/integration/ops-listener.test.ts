@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { ConfigError } from '../../src/config/load.js';
-import { MemoryKeyStore } from '../../src/store/memory-key-store.js';
 import { runCli, spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
 import { rawHttp, send } from '../helpers/http.js';
+import { MemoryKeyStore } from '../helpers/memory-key-store.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
 
 const TOKEN = 'mt_3f9a1c7e5b2d4f6a8c0e1b3d5f7a9c2e';

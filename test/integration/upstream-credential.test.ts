@@ -3,12 +3,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { MemoryKeyStore } from '../../src/store/memory-key-store.js';
 import { registerSecret } from '../helpers/captured-logs.js';
 import { runCli, spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { FastHasher } from '../helpers/fast-hasher.js';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
 import { type HttpResult, rawHttp, send } from '../helpers/http.js';
+import { MemoryKeyStore } from '../helpers/memory-key-store.js';
 import { eventually, SecretVolume } from '../helpers/secret-volume.js';
 import { type RecordedRequest, RecordingUpstream } from '../helpers/upstream.js';
 
