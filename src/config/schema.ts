@@ -59,18 +59,20 @@ const timeout = duration.refine((ms) => ms <= MAX_TIMER_MS, {
 
 /**
  * After validation a duration's name carries its unit: users write `cacheTtl: 30s`, code reads
- * `cacheTtlMs`. Renamed in a transform, which runs only on valid input, so error messages
- * still name the path the user wrote.
+ * `cacheTtlMs`. Renamed by the schema's last transform, which runs only on valid input, so
+ * error messages still name the path the user wrote.
  */
-function withMsNames<const K extends string>(names: readonly K[]) {
+function withMsNames<T extends object, const K extends keyof T & string>(
+  value: T,
+  names: readonly K[],
+): WithMsNames<T, K> {
   const renamed = new Set<string>(names);
-  return <T extends { [P in K]: number }>(value: T): WithMsNames<T, K> =>
-    Object.fromEntries(
-      Object.entries(value).map(([name, v]) => [renamed.has(name) ? `${name}Ms` : name, v]),
-    ) as WithMsNames<T, K>;
+  return Object.fromEntries(
+    Object.entries(value).map(([name, v]) => [renamed.has(name) ? `${name}Ms` : name, v]),
+  ) as WithMsNames<T, K>;
 }
 
-/** T with each duration field K renamed K + "Ms" (one flat object type, for readable hovers). */
+/** T with each field K renamed K + "Ms" (one flat object type, for readable hovers). */
 type WithMsNames<T, K extends keyof T & string> = {
   [P in keyof T as P extends K ? `${P}Ms` : P]: T[P];
 };
@@ -153,8 +155,7 @@ const redis = z
     if (set > 1) {
       ctx.addIssue({ code: 'custom', message: 'set only one of url, sentinel, cluster' });
     }
-  })
-  .transform(withMsNames(['commandTimeout', 'connectTimeout']));
+  });
 
 const cidr = z.string().refine((value) => {
   const [address, bits, extra] = value.split('/');
@@ -243,15 +244,6 @@ export const configSchema = z
         /** Requests one account may have in flight at once (429 beyond): no tenant holds the pool. */
         maxInflightPerAccount: z.number().int().min(1).default(64),
       })
-      .transform(
-        withMsNames([
-          'headersTimeout',
-          'requestTimeout',
-          'keepAliveTimeout',
-          'drainTimeout',
-          'bodyIdleTimeout',
-        ]),
-      )
       .prefault({}),
     ops: z
       .strictObject({
@@ -272,38 +264,36 @@ export const configSchema = z
         accountLabel: z.boolean().default(true),
       })
       .prefault({}),
-    upstream: z
-      .strictObject({
-        url: upstreamUrl,
-        stripPrefix: z
-          .string()
-          .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, 'expected a path prefix such as /model')
-          .optional(),
-        connectTimeout: timeout.default(5000),
-        timeout: timeout.default(300_000),
-        connections: z.number().int().min(1).max(4096).default(128),
-        /** Requests that may wait for a free upstream connection; beyond it, 503 at once. */
-        queue: z.number().int().min(0).default(256),
-        /**
-         * More client headers never to forward, besides keygate's own list: names, or prefixes
-         * ending in "*" (e.g. "x-internal-*"). Compared case-insensitively, "_" read as "-".
-         */
-        dropHeaders: z
-          .array(
-            z
-              .string()
-              .regex(/^[A-Za-z0-9_-]+\*?$/, 'expected a header name or a prefix ending in "*"'),
-          )
-          .default([]),
-        /** keygate's own credential for the upstream, read from a mounted Secret (DESIGN §15). */
-        credential: z
-          .strictObject({
-            header: credentialHeader.default('X-API-KEY'),
-            file: z.string().min(1),
-          })
-          .optional(),
-      })
-      .transform(withMsNames(['connectTimeout', 'timeout'])),
+    upstream: z.strictObject({
+      url: upstreamUrl,
+      stripPrefix: z
+        .string()
+        .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, 'expected a path prefix such as /model')
+        .optional(),
+      connectTimeout: timeout.default(5000),
+      timeout: timeout.default(300_000),
+      connections: z.number().int().min(1).max(4096).default(128),
+      /** Requests that may wait for a free upstream connection; beyond it, 503 at once. */
+      queue: z.number().int().min(0).default(256),
+      /**
+       * More client headers never to forward, besides keygate's own list: names, or prefixes
+       * ending in "*" (e.g. "x-internal-*"). Compared case-insensitively, "_" read as "-".
+       */
+      dropHeaders: z
+        .array(
+          z
+            .string()
+            .regex(/^[A-Za-z0-9_-]+\*?$/, 'expected a header name or a prefix ending in "*"'),
+        )
+        .default([]),
+      /** keygate's own credential for the upstream, read from a mounted Secret (DESIGN §15). */
+      credential: z
+        .strictObject({
+          header: credentialHeader.default('X-API-KEY'),
+          file: z.string().min(1),
+        })
+        .optional(),
+    }),
     trustedProxies: z.array(cidr).default([]),
     store: z
       .strictObject({
@@ -343,10 +333,8 @@ export const configSchema = z
             perAddress: z.number().int().min(1).default(30),
             window: duration.default(60_000),
           })
-          .transform(withMsNames(['window']))
           .prefault({}),
       })
-      .transform(withMsNames(['cacheTtl', 'negativeCacheTtl']))
       .prefault({}),
     roles: z
       .record(z.string().regex(NAME), z.array(z.string().regex(NAME)))
@@ -407,7 +395,24 @@ export const configSchema = z
       }
       names.add(r.name);
     });
-  });
+  })
+  // Every duration, by where it is written: in code each one reads as milliseconds.
+  .transform((c) => ({
+    ...c,
+    listen: withMsNames(c.listen, [
+      'headersTimeout',
+      'requestTimeout',
+      'keepAliveTimeout',
+      'drainTimeout',
+      'bodyIdleTimeout',
+    ]),
+    upstream: withMsNames(c.upstream, ['connectTimeout', 'timeout']),
+    store: { ...c.store, redis: withMsNames(c.store.redis, ['commandTimeout', 'connectTimeout']) },
+    keys: {
+      ...withMsNames(c.keys, ['cacheTtl', 'negativeCacheTtl']),
+      failureBudget: withMsNames(c.keys.failureBudget, ['window']),
+    },
+  }));
 
 export type Config = z.output<typeof configSchema>;
 export type RouteConfig = Config['routes'][number];
