@@ -136,8 +136,8 @@ export function createApp(deps: AppDeps): App {
       new UndiciUpstreamClient({
         url: config.upstream.url,
         connections: config.upstream.connections,
-        connectTimeoutMs: config.upstream.connectTimeout,
-        timeoutMs: config.upstream.timeout,
+        connectTimeoutMs: config.upstream.connectTimeoutMs,
+        timeoutMs: config.upstream.timeoutMs,
       }),
     config.upstream.connections + config.upstream.queue,
   );
@@ -163,16 +163,16 @@ export function createApp(deps: AppDeps): App {
     lastUsed,
     isDraining: () => readiness.draining,
     inflight: new InflightLimit(config.listen.maxInflightPerAccount),
-    bodyIdleTimeoutMs: config.listen.bodyIdleTimeout,
+    bodyIdleTimeoutMs: config.listen.bodyIdleTimeoutMs,
   });
 
   const { listen } = config;
   const server = createServer(
     {
       maxHeaderSize: listen.maxHeaderBytes,
-      requestTimeout: listen.requestTimeout,
-      headersTimeout: listen.headersTimeout,
-      keepAliveTimeout: listen.keepAliveTimeout,
+      requestTimeout: listen.requestTimeoutMs,
+      headersTimeout: listen.headersTimeoutMs,
+      keepAliveTimeout: listen.keepAliveTimeoutMs,
     },
     (req, res) => void pipeline.handle(req, res),
   );
@@ -259,7 +259,7 @@ export function createApp(deps: AppDeps): App {
     listenOps: (port = config.ops.port, host = config.ops.host) => listenOn(opsServer, port, host),
     shutdown,
     close: async () => {
-      await shutdown(config.listen.drainTimeout);
+      await shutdown(config.listen.drainTimeoutMs);
     },
   };
 }

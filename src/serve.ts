@@ -58,10 +58,10 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
     }
     stopping = true;
     logger.info(
-      { signal, drain_timeout_ms: config.listen.drainTimeout },
+      { signal, drain_timeout_ms: config.listen.drainTimeoutMs },
       'shutting down: draining in-flight requests',
     );
-    app.shutdown(config.listen.drainTimeout).then(
+    app.shutdown(config.listen.drainTimeoutMs).then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error({ err }, 'shutdown failed');

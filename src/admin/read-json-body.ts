@@ -4,7 +4,7 @@ import { formatPath } from '../config/load.js';
 import { KeygateError } from '../errors.js';
 import { duplicateKeyPath, forbiddenKeyPath } from './json-key-checks.js';
 
-export const MAX_ADMIN_BODY_BYTES = 16 * 1024;
+const MAX_ADMIN_BODY_BYTES = 16 * 1024;
 
 /**
  * Reads and validates a JSON body: 415 unless it is JSON, 413 past the limit (checked before

@@ -3,7 +3,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { type Config, configSchema } from './schema.js';
 
-export const DEFAULT_CONFIG_PATH = 'config/keygate.yaml';
+const DEFAULT_CONFIG_PATH = 'config/keygate.yaml';
 
 export interface ConfigProblem {
   /** Dotted path into the config, e.g. `routes[3].methods[0]`. */

@@ -58,6 +58,26 @@ const timeout = duration.refine((ms) => ms <= MAX_TIMER_MS, {
   message: 'at most 24d: longer timeouts overflow Node timers and would fire at once',
 });
 
+/**
+ * After validation a duration's name carries its unit: users write `cacheTtl: 30s`, code reads
+ * `cacheTtlMs`. Renamed by the schema's last transform, which runs only on valid input, so
+ * error messages still name the path the user wrote.
+ */
+function withMsNames<T extends object, const K extends keyof T & string>(
+  value: T,
+  names: readonly K[],
+): WithMsNames<T, K> {
+  const renamed = new Set<string>(names);
+  return Object.fromEntries(
+    Object.entries(value).map(([name, v]) => [renamed.has(name) ? `${name}Ms` : name, v]),
+  ) as WithMsNames<T, K>;
+}
+
+/** T with each field K renamed K + "Ms" (one flat object type, for readable hovers). */
+type WithMsNames<T, K extends keyof T & string> = {
+  [P in keyof T as P extends K ? `${P}Ms` : P]: T[P];
+};
+
 const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1);
 
@@ -376,7 +396,24 @@ export const configSchema = z
       }
       names.add(r.name);
     });
-  });
+  })
+  // Every duration, by where it is written: in code each one reads as milliseconds.
+  .transform((c) => ({
+    ...c,
+    listen: withMsNames(c.listen, [
+      'headersTimeout',
+      'requestTimeout',
+      'keepAliveTimeout',
+      'drainTimeout',
+      'bodyIdleTimeout',
+    ]),
+    upstream: withMsNames(c.upstream, ['connectTimeout', 'timeout']),
+    store: { ...c.store, redis: withMsNames(c.store.redis, ['commandTimeout', 'connectTimeout']) },
+    keys: {
+      ...withMsNames(c.keys, ['cacheTtl', 'negativeCacheTtl']),
+      failureBudget: withMsNames(c.keys.failureBudget, ['window']),
+    },
+  }));
 
 export type Config = z.output<typeof configSchema>;
 export type RouteConfig = Config['routes'][number];

@@ -18,21 +18,6 @@ export interface UpstreamCredential {
   close(): void;
 }
 
-/** A fixed credential (tests, and any caller that has the value already). */
-export class StaticUpstreamCredential implements UpstreamCredential {
-  readonly header: string;
-  constructor(
-    header: string,
-    private readonly current: string,
-  ) {
-    this.header = header.toLowerCase();
-  }
-  value(): string {
-    return this.current;
-  }
-  close(): void {}
-}
-
 /** A header value keygate will send: bounded, no line breaks or NUL (header injection). */
 const MAX_BYTES = 8192;
 
@@ -86,7 +71,7 @@ export interface CredentialFileOptions {
 }
 
 /** By default the file is read again at least this often (Kubernetes syncs Secrets in ~1 min). */
-export const CREDENTIAL_POLL_MS = 10_000;
+const CREDENTIAL_POLL_MS = 10_000;
 /** Directory events come in bursts (kubelet writes, links, renames, removes): one read after. */
 const EVENT_SETTLE_MS = 50;
 

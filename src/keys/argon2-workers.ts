@@ -6,7 +6,7 @@ const ARGON2_MODULE = createRequire(import.meta.url).resolve('@node-rs/argon2');
 const ARGON2ID = 2;
 
 /** How much lower than the event loop argon2 threads run (Linux nice; 0 = same priority). */
-export const ARGON2_THREAD_NICE = 10;
+const ARGON2_THREAD_NICE = 10;
 
 // Runs inside each worker. It lowers its own thread's priority first: on a small node the
 // request path must win the CPU over a flood of wrong keys. /proc/thread-self gives the

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 
 const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-export const ID_LENGTH = 12;
-export const SECRET_LENGTH = 43; // 62^43 > 2^256: 32 random bytes fit exactly
-export const CHECKSUM_LENGTH = 6; // 62^6 > 2^32
+const ID_LENGTH = 12;
+const SECRET_LENGTH = 43; // 62^43 > 2^256: 32 random bytes fit exactly
+const CHECKSUM_LENGTH = 6; // 62^6 > 2^32
 
 export interface ParsedKey {
   /** Public id: safe to log and to show in lists. */

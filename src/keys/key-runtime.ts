@@ -80,13 +80,13 @@ export function createKeyRuntime(options: KeyRuntimeOptions): KeyRuntime {
   const deps = { store, hasher, pool, clock, prefix: config.keys.prefix, roles: config.roles };
   const verifier = new KeyVerifier({
     ...deps,
-    cacheTtlMs: config.keys.cacheTtl,
-    negativeTtlMs: config.keys.negativeCacheTtl,
+    cacheTtlMs: config.keys.cacheTtlMs,
+    negativeTtlMs: config.keys.negativeCacheTtlMs,
     maxEntries: config.keys.cacheMaxEntries,
     failureBudget: {
       perKeyId: config.keys.failureBudget.perKeyId,
       perAddress: config.keys.failureBudget.perAddress,
-      windowMs: config.keys.failureBudget.window,
+      windowMs: config.keys.failureBudget.windowMs,
     },
     observer,
   });

@@ -8,8 +8,8 @@ import { generateKey, isValidKeyId } from './key-format.js';
 import type { VerifyPool } from './verify-pool.js';
 
 export const ACCOUNT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-export const MAX_DESCRIPTION = 200;
-export const DEFAULT_GRACE_SECONDS = 86_400;
+const MAX_DESCRIPTION = 200;
+const DEFAULT_GRACE_SECONDS = 86_400;
 /** A rotation grace longer than this is almost certainly a unit mistake. */
 export const MAX_GRACE_SECONDS = 90 * 86_400;
 /**
@@ -470,7 +470,7 @@ export class KeyService {
   }
 }
 
-export function keyStatus(key: KeyRecord, nowSeconds: number): KeyStatus {
+function keyStatus(key: KeyRecord, nowSeconds: number): KeyStatus {
   if (key.revokedAt > 0) return 'revoked';
   if (key.expiresAt > 0 && key.expiresAt <= nowSeconds) return 'expired';
   if (key.replacedBy !== '') return 'rotating';

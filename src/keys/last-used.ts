@@ -37,10 +37,6 @@ export class LastUsedRecorder {
     this.pending.set(keyId, now);
   }
 
-  get pendingCount(): number {
-    return this.pending.size;
-  }
-
   /** Writes what is pending; failed writes are kept for the next flush. */
   flush(): Promise<void> {
     this.flushing ??= this.write().finally(() => {

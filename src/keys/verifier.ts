@@ -15,7 +15,7 @@ import { AttributedKeyRefusal } from './key-refusal.js';
 import type { KeyDeps } from './key-service.js';
 import type { Principal } from './principal.js';
 
-export type CacheEvent = 'hit' | 'miss' | 'negative_hit' | 'fill' | 'fill_discarded' | 'eviction';
+export type CacheEvent = 'hit' | 'miss' | 'negative_hit' | 'fill' | 'fill_discarded';
 
 /** Hooks for telemetry; the verifier itself knows nothing of Prometheus. */
 export interface VerifierObserver {

@@ -20,10 +20,6 @@ export class VerifyPool {
     return this.waiting.length;
   }
 
-  get running(): number {
-    return this.active;
-  }
-
   /** True when a new job would be shed: callers can refuse before doing any other work. */
   get saturated(): boolean {
     return this.active >= this.concurrency && this.waiting.length >= this.maxQueue;

@@ -34,7 +34,7 @@ export function compilePattern(pattern: string): (path: string) => boolean {
 
 /** Ordered route rules; the first whose method and path both match decides. */
 export class RouteTable {
-  readonly routes: readonly Route[];
+  private readonly routes: readonly Route[];
 
   constructor(config: readonly RouteConfig[]) {
     this.routes = config.map((r) => {
@@ -79,11 +79,5 @@ export class RouteTable {
         `route "${route.name}" needs scope ${missing.join(', ')}, which this key does not have`,
       );
     }
-  }
-
-  authorize(principal: Principal, method: string, path: string): Route {
-    const route = this.require(method, path);
-    this.checkScopes(principal, route);
-    return route;
   }
 }

@@ -42,7 +42,7 @@ interface Observed {
   size: number;
 }
 
-export const DEFAULT_LEASE_TTL_MS = 15_000;
+const DEFAULT_LEASE_TTL_MS = 15_000;
 
 /** Nonces of the locks this process holds: a second open in one process is refused, not taken. */
 const heldHere = new Set<string>();
@@ -55,12 +55,12 @@ function readProcFile(path: string): string | undefined {
   }
 }
 
-export function bootId(): string | undefined {
+function bootId(): string | undefined {
   return readProcFile('/proc/sys/kernel/random/boot_id');
 }
 
 /** Field 22 of /proc/PID/stat (start time), read after the last ")" since comm may hold spaces. */
-export function processStart(pid: number): string | undefined {
+function processStart(pid: number): string | undefined {
   const stat = readProcFile(`/proc/${pid}/stat`);
   if (stat === undefined) return undefined;
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

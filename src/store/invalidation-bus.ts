@@ -71,10 +71,6 @@ export class LocalInvalidationBus implements InvalidationBus {
   }
 }
 
-export function parseInvalidation(message: string): Invalidation | undefined {
-  return parseWireMessage(message)?.event;
-}
-
 /**
  * An event on the wire, with the id its publisher waits to see confirmed and the publisher's
  * origin (both absent from old replicas: such an event is applied, as it always was).
@@ -108,7 +104,7 @@ export function parseWireMessage(message: string): WireMessage | undefined {
 }
 
 /** How long a publisher waits for every replica to confirm an invalidation. */
-export const DEFAULT_CONFIRM_TIMEOUT_MS = 2000;
+const DEFAULT_CONFIRM_TIMEOUT_MS = 2000;
 
 interface PendingConfirm {
   needed: number;

@@ -2,7 +2,7 @@ import type { Config } from '../config/schema.js';
 import { FileKeyStore } from './file-key-store.js';
 import { type InvalidationBus, LocalInvalidationBus } from './invalidation-bus.js';
 import type { KeyStore } from './key-store.js';
-import { RedisKeyStore } from './redis-key-store.js';
+import { RedisKeyStore } from './redis/redis-key-store.js';
 
 export interface OpenStoreOptions {
   /**

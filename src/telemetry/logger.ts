@@ -6,7 +6,7 @@ export type { Logger } from 'pino';
 const MAX_LOG_BUFFER_BYTES = 16 * 1024 * 1024;
 
 /** Field paths that may hold credentials if someone ever logs headers or bodies. */
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'key',
   '*.key',
   'headers.authorization',

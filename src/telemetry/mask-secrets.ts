@@ -23,7 +23,7 @@
  */
 
 /** Shortest run that is masked: a key's secret without its checksum. */
-export const SECRET_RUN = 43;
+const SECRET_RUN = 43;
 export const REDACTED = '[REDACTED]';
 
 const RUN_CHAR = new Uint8Array(128);

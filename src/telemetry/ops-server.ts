@@ -11,7 +11,7 @@ import type { MetricsAuth } from './metrics-auth.js';
  * Redis that hangs (paused, swapping, a blackholed route) must turn /readyz into a prompt 503,
  * not into a probe timeout that the kubelet counts as a failure with no reason given.
  */
-export const READINESS_PING_TIMEOUT_MS = 400;
+const READINESS_PING_TIMEOUT_MS = 400;
 
 /**
  * Whether this replica should receive traffic: not while draining, not while the store is

@@ -70,7 +70,9 @@ export function spawnServe(configPath: string, env: NodeJS.ProcessEnv = {}): Pro
       () => reject(new Error(`keygate serve did not start:\n${out}`)),
       20_000,
     );
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    // 'close', not 'exit': 'exit' can come before the last output is read, and the leak oracle
+    // must see every line the process wrote (its shutdown lines included).
+    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
     child.stdout.on('data', (c: Buffer) => captureLog(c.toString()));
     child.stderr.on('data', (c: Buffer) => captureLog(c.toString()));
     const onData = (chunk: Buffer) => {

@@ -101,6 +101,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(options.hasher ? { hasher: options.hasher } : {}),
   });
   const address = await app.listen(0, '127.0.0.1');
+  // Every request writes one access line, when its response closes: possibly after the client
+  // has its answer, and (with a buffered access log) later still. close() waits for all of them,
+  // so the suite's leak oracle, run after the file, checks every line rather than those that
+  // happened to be written in time.
+  let requests = 0;
+  app.server.on('request', () => {
+    requests++;
+  });
+  const accessLogged = ['info', 'debug', 'trace'].includes(options.config.log.level);
   return {
     app,
     url: `http://127.0.0.1:${address.port}`,
@@ -118,7 +127,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       registerIssuedKey(issued.key); // the leak oracle looks for every key a test holds
       return issued;
     },
-    close: () => app.close(),
+    async close() {
+      await app.close();
+      if (accessLogged) await logs.waitForAccess(requests);
+    },
   };
 }
 

@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { KeygateError } from '../../src/errors.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../../src/store/key-store.js';
 
@@ -53,11 +53,11 @@ export interface ContractHarness {
 export function describeKeyStoreContract(name: string, create: () => Promise<ContractHarness>) {
   describe(`KeyStore contract: ${name}`, () => {
     let h: ContractHarness;
-    beforeEach(async () => {
-      h = await create();
-    });
-    afterEach(async () => {
-      await h.cleanup();
+    // Each test gets a fresh harness; its cleanup is registered by the test it was made for.
+    beforeEach(async ({ onTestFinished }) => {
+      const harness = await create();
+      onTestFinished(() => harness.cleanup());
+      h = harness;
     });
 
     it('round-trips an account and a key exactly', async () => {

@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ADMIN_ROUTES } from '../../src/admin/admin-api.js';
 import { adminClient } from '../helpers/admin-client.js';
 import { runCli, writeTempConfig } from '../helpers/cli.js';
+import { forgeKey } from '../helpers/flood-worker.mjs';
 import { type Gateway, startGateway, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
 import { RedisServer } from '../helpers/redis-server.js';
@@ -330,49 +331,48 @@ describe('bad input gets 400 naming the field, and nothing is half-written', () 
 describe('bootstrap on an empty store', () => {
   it('no admin API call works until the CLI makes the first admin key; then it does', async () => {
     const own = await RedisServer.start();
+    onTestFinished(() => own.destroy());
     const config = {
       upstream: { url: upstream.url, stripPrefix: '/model' },
       routes: TEST_ROUTES,
       store: { type: 'redis', redis: { url: own.url } },
     };
     const empty = await startGateway({ config: testConfig(upstream.url, { store: config.store }) });
-    try {
-      for (const route of ADMIN_ROUTES) {
-        const res = await send(
-          empty.url,
-          `/_keygate/v1${route.path.replace('{name}', 'admin').replace('{id}', 'AAAAAAAAAAAA')}`,
-          {
-            method: route.method,
-            headers: {
-              'x-api-key':
-                'kg_AAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
-            },
-          },
-        );
-        expect(res.status).toBe(401);
-      }
-      const file = writeTempConfig(config);
-      expect(
-        (await runCli(['accounts', 'create', 'admin', '--role', 'admin', '--config', file])).code,
-      ).toBe(0);
-      const made = await runCli([
-        'keys',
-        'create',
-        'admin',
-        '--description',
-        'bootstrap',
-        '--config',
-        file,
+    onTestFinished(() => empty.close());
+    // Well-formed (valid checksum), so each call gets as far as the empty store: refused there.
+    const unknown = forgeKey('AAAAAAAAAAAA', 'A'.repeat(43));
+    for (const route of ADMIN_ROUTES) {
+      const res = await send(
+        empty.url,
+        `/_keygate/v1${route.path.replace('{name}', 'admin').replace('{id}', 'AAAAAAAAAAAA')}`,
+        {
+          method: route.method,
+          headers: { 'x-api-key': unknown },
+        },
+      );
+      expect([res.status, res.json.error], `${route.method} ${route.path}`).toEqual([
+        401,
+        'invalid_key',
       ]);
-      expect(made.code).toBe(0);
-      const res = await send(empty.url, '/_keygate/v1/service-accounts', {
-        headers: { 'x-api-key': made.stdout.trim() },
-      });
-      expect(res.status).toBe(200);
-      expect((res.json.items as Array<{ name: string }>).map((a) => a.name)).toEqual(['admin']);
-    } finally {
-      await empty.close();
-      await own.destroy();
     }
+    const file = writeTempConfig(config);
+    expect(
+      (await runCli(['accounts', 'create', 'admin', '--role', 'admin', '--config', file])).code,
+    ).toBe(0);
+    const made = await runCli([
+      'keys',
+      'create',
+      'admin',
+      '--description',
+      'bootstrap',
+      '--config',
+      file,
+    ]);
+    expect(made.code).toBe(0);
+    const res = await send(empty.url, '/_keygate/v1/service-accounts', {
+      headers: { 'x-api-key': made.stdout.trim() },
+    });
+    expect(res.status).toBe(200);
+    expect((res.json.items as Array<{ name: string }>).map((a) => a.name)).toEqual(['admin']);
   });
 });

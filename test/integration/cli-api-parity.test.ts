@@ -1,27 +1,13 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it, onTestFinished } from 'vitest';
 import type { KeyRecord, KeyStore } from '../../src/store/key-store.js';
 import { openStore } from '../../src/store/open-store.js';
 import { adminClient } from '../helpers/admin-client.js';
 import { runCli, writeTempConfig } from '../helpers/cli.js';
-import { type Gateway, startGateway, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
+import { startGateway, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
 
-let redis: RedisServer;
-let upstream: RecordingUpstream;
-let gw: Gateway;
 const FIXED_EXPIRY = Math.floor(Date.now() / 1000) + 30 * 86_400;
-
-beforeAll(async () => {
-  redis = await RedisServer.start();
-  upstream = await RecordingUpstream.start();
-});
-
-afterAll(async () => {
-  await gw?.close();
-  await upstream?.close();
-  await redis?.destroy();
-});
 
 /** Store state without what legitimately differs between two runs (ids, hashes, clock times). */
 async function normalisedState(store: KeyStore) {
@@ -47,6 +33,10 @@ async function normalisedState(store: KeyStore) {
 }
 
 it('the CLI and the admin API produce identical store state for the same operations', async () => {
+  const redis = await RedisServer.start();
+  onTestFinished(() => redis.destroy());
+  const upstream = await RecordingUpstream.start();
+  onTestFinished(() => upstream.close());
   const cliConfig = {
     upstream: { url: upstream.url },
     routes: TEST_ROUTES,
@@ -58,11 +48,12 @@ it('the CLI and the admin API produce identical store state for the same operati
     expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(0);
     return result.stdout.trim();
   };
-  gw = await startGateway({
+  const gw = await startGateway({
     config: testConfig(upstream.url, {
       store: { type: 'redis', redis: { url: `redis://127.0.0.1:${redis.port}/2` } },
     }),
   });
+  onTestFinished(() => gw.close());
   const api = adminClient(gw.url, (await gw.issue('root', 'admin')).key);
   const ok = async (p: Promise<{ status: number; json: Record<string, unknown> }>) => {
     const res = await p;
@@ -149,8 +140,8 @@ it('the CLI and the admin API produce identical store state for the same operati
     testConfig(upstream.url, { store: cliConfig.store }).store,
     { requireConnection: true },
   );
+  onTestFinished(() => cliStore.close());
   const viaCli = await normalisedState(cliStore);
-  await cliStore.close();
   const viaApi = await normalisedState(gw.store);
   expect(viaApi).toEqual(viaCli);
   expect(viaCli.map((a) => a.name)).toEqual(['ci', 'dash', 'root']);

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { parseKey } from '../../src/keys/key-format.js';
 import { runCli, spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { TEST_ROUTES } from '../helpers/gateway.js';
@@ -109,22 +109,23 @@ describe('keygate CLI on the file store', () => {
 
   it('the key made by the CLI works through keygate serve', async () => {
     const serve = await spawnServe(configPath);
-    try {
-      const res = await send(serve.url, '/model/allocation?window=1d', {
-        headers: { 'x-api-key': key },
-      });
-      expect(res.status).toBe(200);
-      expect(upstream.requests.at(-1)?.url).toBe('/allocation?window=1d');
-      expect(upstream.requests.at(-1)?.headers['x-keygate-account']).toBe('ci-reports');
+    // Whatever fails below, the server (and its lock on the file store) goes with the test.
+    onTestFinished(async () => {
+      await serve.stop('SIGKILL');
+    });
+    const res = await send(serve.url, '/model/allocation?window=1d', {
+      headers: { 'x-api-key': key },
+    });
+    expect(res.status).toBe(200);
+    expect(upstream.requests.at(-1)?.url).toBe('/allocation?window=1d');
+    expect(upstream.requests.at(-1)?.headers['x-keygate-account']).toBe('ci-reports');
 
-      // The running server holds the file store: a second process is refused, not silently racing it.
-      const locked = await runCli(['keys', 'create', 'ci-reports', '--config', configPath]);
-      expect(locked.code).toBe(1);
-      expect(locked.stderr).toContain('in use by keygate pid');
-      expect(locked.stdout).toBe('');
-    } finally {
-      expect(await serve.stop('SIGTERM')).toBe(0);
-    }
+    // The running server holds the file store: a second process is refused, not silently racing it.
+    const locked = await runCli(['keys', 'create', 'ci-reports', '--config', configPath]);
+    expect(locked.code).toBe(1);
+    expect(locked.stderr).toContain('in use by keygate pid');
+    expect(locked.stdout).toBe('');
+    expect(await serve.stop('SIGTERM')).toBe(0);
   });
 
   const failures: Array<[name: string, args: string[], code: number, message: string]> = [

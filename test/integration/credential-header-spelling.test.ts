@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
-import { rawHttp } from '../helpers/http.js';
+import { type HttpResult, rawHttp } from '../helpers/http.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
 
 // X-API-KEY spelled with "_" is the same header to servers that fold "_" into "-" (CGI/WSGI,
@@ -45,7 +45,9 @@ function get(headers: string) {
   );
 }
 
-function expectNowhere(...secrets: string[]) {
+/** Checked once the access line of `res` (its request's last log line) has been written. */
+async function expectNowhere(res: HttpResult, ...secrets: string[]) {
+  await gw.logs.accessFor(res.headers['x-request-id']);
   for (const secret of secrets) {
     for (const line of gw.logs.raw) expect(line).not.toContain(secret);
     for (const r of upstream.requests) expect(JSON.stringify(r)).not.toContain(secret);
@@ -64,7 +66,7 @@ describe('X-API-KEY spelled with "_"', () => {
       expect(res.status).toBe(400);
       expect(res.json.error).toBe('ambiguous_credentials');
       expect(upstream.requests).toHaveLength(0);
-      expectNowhere(reader);
+      await expectNowhere(res, reader);
     },
   );
 
@@ -80,7 +82,7 @@ describe('X-API-KEY spelled with "_"', () => {
       expect(res.status).toBe(400);
       expect(res.json.error).toBe('ambiguous_credentials');
       expect(upstream.requests).toHaveLength(0);
-      expectNowhere(reader, other);
+      await expectNowhere(res, reader, other);
     },
   );
 
@@ -89,6 +91,6 @@ describe('X-API-KEY spelled with "_"', () => {
     expect(res.status).toBe(200);
     expect(upstream.requests).toHaveLength(1);
     expect(upstream.requests[0]?.headers['x-keygate-account']).toBe('dash');
-    expectNowhere(reader);
+    await expectNowhere(res, reader);
   });
 });

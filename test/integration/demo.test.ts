@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { expect, it } from 'vitest';
+import { expect, it, onTestFinished } from 'vitest';
 import { registerIssuedKey } from '../helpers/captured-logs.js';
 import { type HttpResult, send } from '../helpers/http.js';
 import { freePort } from '../helpers/redis-server.js';
@@ -118,6 +118,8 @@ it('npm run demo: every printed curl line works as printed (reader, admin API, m
   const port = await freePort();
   const opsPort = await freePort();
   const upstreamPort = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'keygate-demo-'));
+  onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
   const child = spawn(process.execPath, ['--import', 'tsx', 'demo/run.ts'], {
     cwd: ROOT,
     env: {
@@ -125,7 +127,7 @@ it('npm run demo: every printed curl line works as printed (reader, admin API, m
       KEYGATE_PORT: String(port),
       KEYGATE_OPS_PORT: String(opsPort),
       KEYGATE_UPSTREAM_URL: `http://127.0.0.1:${upstreamPort}`,
-      KEYGATE_FILE_PATH: join(mkdtempSync(join(tmpdir(), 'keygate-demo-')), 'keygate.json'),
+      KEYGATE_FILE_PATH: join(dataDir, 'keygate.json'),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

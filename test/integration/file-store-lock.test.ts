@@ -15,12 +15,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { FileKeyStore } from '../../src/store/file-key-store.js';
-import {
-  bootId,
-  LeaseLock,
-  processStart,
-  StoreLockedError,
-} from '../../src/store/file-lease-lock.js';
+import { LeaseLock, StoreLockedError } from '../../src/store/file-lease-lock.js';
 
 const HOLDER = resolve(import.meta.dirname, '../helpers/lock-holder.mjs');
 
@@ -36,6 +31,22 @@ function writeLock(path: string, content: Record<string, unknown> | string, ageM
   writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
   const at = new Date(Date.now() - ageMs);
   utimesSync(path, at, at);
+}
+
+// This host's identity read here from /proc, not through src: the lock must agree with the
+// kernel, not with itself.
+function procFile(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+const bootId = () => procFile('/proc/sys/kernel/random/boot_id');
+/** Field 22 of /proc/PID/stat (start time in clock ticks), counted after comm's ")". */
+function processStart(pid: number): string | undefined {
+  const stat = procFile(`/proc/${pid}/stat`);
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
 }
 
 function lockFrom(overrides: Record<string, unknown>): Record<string, unknown> {

@@ -3,10 +3,10 @@ import { type AddressInfo, connect } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { writeResponseHead } from '../../src/forward/response-headers.js';
-import { MemoryKeyStore } from '../../src/store/memory-key-store.js';
 import { FastHasher } from '../helpers/fast-hasher.js';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
 import { rawHttp } from '../helpers/http.js';
+import { MemoryKeyStore } from '../helpers/memory-key-store.js';
 import { type RecordedRequest, RecordingUpstream } from '../helpers/upstream.js';
 
 // What the upstream receives is keygate's identity and origin, never the client's: the

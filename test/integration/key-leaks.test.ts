@@ -127,6 +127,10 @@ describe('a key in a forwarded header', () => {
     expect(res.status).toBe(400);
     expect(res.json.error).toBe('credential_in_header');
     expect(upstream.requests).toHaveLength(0);
+    // Once this request's access line exists: before it, the logs would not hold it to check.
+    expect((await gw.logs.accessFor(res.headers['x-request-id'])).error).toBe(
+      'credential_in_header',
+    );
     expectNowhere(planted, [res.text]);
   });
 });
@@ -142,6 +146,9 @@ describe('a key as a header name', () => {
     expect(res.status).toBe(400);
     expect(res.json.error).toBe('credential_in_header');
     expect(upstream.requests).toHaveLength(0);
+    expect((await gw.logs.accessFor(res.headers['x-request-id'])).error).toBe(
+      'credential_in_header',
+    );
     expectNowhere(planted, [res.text]);
     const lower = secretHalf(planted).toLowerCase().slice(-20);
     for (const r of upstream.requests) {

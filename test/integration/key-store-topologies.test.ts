@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe } from 'vitest';
 import type { KeyStore } from '../../src/store/key-store.js';
-import { RedisKeyStore } from '../../src/store/redis-key-store.js';
+import { RedisKeyStore } from '../../src/store/redis/redis-key-store.js';
 import { testConfig } from '../helpers/gateway.js';
 import { describeKeyStoreContract } from '../helpers/key-store-contract.js';
 import { ClusterTopology, SentinelTopology } from '../helpers/redis-topologies.js';

@@ -159,9 +159,10 @@ it('store errors are counted by operation and store_up drops when Redis is down'
   const fresh = await gw.issue('fresh', 'reader');
   await redis.stop();
   try {
-    expect(
-      (await send(gw.url, '/model/allocation', { headers: { 'x-api-key': fresh.key } })).status,
-    ).toBe(503);
+    const refused = await send(gw.url, '/model/allocation', {
+      headers: { 'x-api-key': fresh.key },
+    });
+    expect([refused.status, refused.json.error]).toEqual([503, 'store_unavailable']);
     const ready = await send(opsUrl, '/readyz');
     expect(ready.status).toBe(503);
     const m = parsePrometheusText((await send(opsUrl, '/metrics')).text);

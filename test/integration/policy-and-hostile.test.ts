@@ -142,9 +142,6 @@ const HOSTILE_TARGETS: Array<[name: string, requestLine: string, status?: number
   ];
 
 describe('hostile request targets never reach the upstream', () => {
-  it(`covers ${HOSTILE_TARGETS.length} targets`, () => {
-    expect(HOSTILE_TARGETS.length).toBeGreaterThanOrEqual(30);
-  });
   for (const [name, line, status = 400, error = 'invalid_path'] of HOSTILE_TARGETS) {
     it(`${name} → ${status} ${error}`, async () => {
       const res = await rawHttp(
@@ -152,7 +149,9 @@ describe('hostile request targets never reach the upstream', () => {
         `${line}\r\nHost: keygate.test\r\nX-API-KEY: ${keys.reader}\r\nConnection: close`,
       );
       expect(res.status).toBe(status);
+      // '' = refused by Node's HTTP parser, whose bare 400 has no body (no JSON error code).
       if (error) expect(res.json.error).toBe(error);
+      else expect(res.text).toBe('');
       expect(upstream.requests).toHaveLength(0);
     });
   }
@@ -302,6 +301,7 @@ describe('hostile headers are stripped or replaced before forwarding', () => {
       `POST /model/budget HTTP/1.1\r\nHost: t\r\nX-API-KEY: ${keys.member}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /model/etl/log HTTP/1.1\r\nHost: t\r\n\r\n`,
     );
     expect(res.status).toBe(400);
+    expect(res.text).toBe(''); // the parser's bare 400, not a keygate refusal further on
     expect(upstream.requests).toHaveLength(0);
   });
 
@@ -326,10 +326,7 @@ describe('hostile headers are stripped or replaced before forwarding', () => {
       `GET /model/allocation HTTP/1.1\r\nHost: t\r\nX-API-KEY: ${keys.reader}\r\nConnection: Upgrade\r\nUpgrade: websocket`,
     );
     expect(res.status).toBe(501);
+    expect(res.json.error).toBe('not_implemented');
     expect(upstream.requests).toHaveLength(0);
-  });
-
-  it(`covers at least 40 hostile paths and headers (${HOSTILE_TARGETS.length + HOSTILE_HEADERS.length + 2})`, () => {
-    expect(HOSTILE_TARGETS.length + HOSTILE_HEADERS.length + 2).toBeGreaterThanOrEqual(40);
   });
 });

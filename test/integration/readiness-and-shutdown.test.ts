@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { Pool } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type ServeProcess, spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { mintKey, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
@@ -73,8 +73,14 @@ describe('readiness follows Redis', () => {
 describe('graceful shutdown', () => {
   it('SIGTERM with 50 slow requests in flight: all complete with 200, new connections are refused, exit 0', async () => {
     const serve = await spawnServe(configPath);
+    onTestFinished(async () => {
+      await serve.stop('SIGKILL');
+    });
     upstream.reset();
     const pool = new Pool(serve.url, { connections: 50, pipelining: 1 });
+    onTestFinished(async () => {
+      if (!pool.closed) await pool.destroy();
+    });
     const inflight = Array.from({ length: 50 }, async () => {
       const res = await pool.request({
         method: 'GET',
@@ -106,6 +112,7 @@ describe('graceful shutdown', () => {
     expect(refused).toBe('ECONNREFUSED');
 
     const results = await Promise.all(inflight);
+    // The client closes its idle keep-alive connections, as a load balancer would.
     await pool.close();
     expect(results.every((r) => r.status === 200 && r.body.includes('slow but complete'))).toBe(
       true,
@@ -119,6 +126,9 @@ describe('graceful shutdown', () => {
 
   it('a second signal exits at once', async () => {
     const serve = await spawnServe(configPath);
+    onTestFinished(async () => {
+      await serve.stop('SIGKILL');
+    });
     upstream.reset();
     const pending = send(serve.url, '/model/slow', { headers: { 'x-api-key': key } }).catch(
       () => undefined,

@@ -1,25 +1,17 @@
-import { afterAll, expect, it } from 'vitest';
-import { type ServeProcess, spawnServe, writeTempConfig } from '../helpers/cli.js';
+import { expect, it, onTestFinished } from 'vitest';
+import { spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { mintKey, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
 
-let serve: ServeProcess | undefined;
-let redis: RedisServer | undefined;
-let upstream: RecordingUpstream | undefined;
-
-afterAll(async () => {
-  await serve?.stop('SIGKILL');
-  await redis?.destroy();
-  await upstream?.close();
-});
-
 it('keygate serve starts before Redis (pod start order), answers 503, and recovers on its own', async () => {
-  upstream = await RecordingUpstream.start();
-  redis = await RedisServer.reserve();
+  const upstream = await RecordingUpstream.start();
+  onTestFinished(() => upstream.close());
+  const redis = await RedisServer.reserve();
+  onTestFinished(() => redis.destroy());
   const settings = { store: { type: 'redis', redis: { url: redis.url } } };
-  serve = await spawnServe(
+  const serve = await spawnServe(
     writeTempConfig({
       listen: { host: '127.0.0.1', port: 0 },
       upstream: { url: upstream.url, stripPrefix: '/model' },
@@ -27,6 +19,9 @@ it('keygate serve starts before Redis (pod start order), answers 503, and recove
       ...settings,
     }),
   );
+  onTestFinished(async () => {
+    await serve.stop('SIGKILL');
+  });
   const logged = Date.now() + 5000;
   while (!serve.output().includes('key store not reachable yet') && Date.now() < logged) {
     await new Promise((r) => setTimeout(r, 50));

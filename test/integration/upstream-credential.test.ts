@@ -2,13 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { MemoryKeyStore } from '../../src/store/memory-key-store.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import { registerSecret } from '../helpers/captured-logs.js';
 import { runCli, spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { FastHasher } from '../helpers/fast-hasher.js';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
 import { type HttpResult, rawHttp, send } from '../helpers/http.js';
+import { MemoryKeyStore } from '../helpers/memory-key-store.js';
 import { eventually, SecretVolume } from '../helpers/secret-volume.js';
 import { type RecordedRequest, RecordingUpstream } from '../helpers/upstream.js';
 
@@ -210,29 +210,26 @@ describe('rotation, the way the kubelet does it', () => {
 describe('keygate serve and config check', () => {
   it('serve refuses to start (exit 2) when the credential file is missing, naming upstream.credential.file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'keygate-cred-serve-'));
-    try {
-      const config = writeTempConfig({
-        listen: { host: '127.0.0.1', port: 0 },
-        upstream: { url: upstream.url },
-        store: { type: 'file', file: { path: join(dir, 'keys.json') } },
-      });
-      const start = spawnServe(config, {
-        KEYGATE_UPSTREAM_CREDENTIAL_FILE: join(dir, 'missing', 'token'),
-      });
-      const outcome = await start.then(
-        async (server) => {
-          await server.stop();
-          return 'started';
-        },
-        (err: unknown) => String(err),
-      );
-      expect(outcome).not.toBe('started');
-      expect(outcome).toContain('upstream.credential.file');
-      expect(outcome).toContain('ENOENT');
-      expect(outcome).toContain('keygate serve exited with 2');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const config = writeTempConfig({
+      listen: { host: '127.0.0.1', port: 0 },
+      upstream: { url: upstream.url },
+      store: { type: 'file', file: { path: join(dir, 'keys.json') } },
+    });
+    const start = spawnServe(config, {
+      KEYGATE_UPSTREAM_CREDENTIAL_FILE: join(dir, 'missing', 'token'),
+    });
+    const outcome = await start.then(
+      async (server) => {
+        await server.stop();
+        return 'started';
+      },
+      (err: unknown) => String(err),
+    );
+    expect(outcome).not.toBe('started');
+    expect(outcome).toContain('upstream.credential.file');
+    expect(outcome).toContain('ENOENT');
+    expect(outcome).toContain('keygate serve exited with 2');
   });
 
   it('config check names the header and the file, never the value', async () => {

@@ -46,21 +46,21 @@ describe('parseConfig', () => {
       host: '0.0.0.0',
       port: 8080,
       maxHeaderBytes: 32 * 1024,
-      headersTimeout: 60_000,
-      requestTimeout: 300_000,
-      keepAliveTimeout: 65_000,
-      drainTimeout: 25_000,
-      bodyIdleTimeout: 15_000,
+      headersTimeoutMs: 60_000,
+      requestTimeoutMs: 300_000,
+      keepAliveTimeoutMs: 65_000,
+      drainTimeoutMs: 25_000,
+      bodyIdleTimeoutMs: 15_000,
       maxInflightPerAccount: 64,
     });
     expect(config.ops).toEqual({ host: '127.0.0.1', port: 9464 });
     expect(config.upstream.queue).toBe(256);
     expect(config.upstream.dropHeaders).toEqual([]);
-    expect(config.keys.failureBudget).toEqual({ perKeyId: 10, perAddress: 30, window: 60_000 });
-    expect(config.upstream.timeout).toBe(300_000);
+    expect(config.keys.failureBudget).toEqual({ perKeyId: 10, perAddress: 30, windowMs: 60_000 });
+    expect(config.upstream.timeoutMs).toBe(300_000);
     expect(config.store.type).toBe('file');
     expect(config.keys.argon2).toEqual({ memoryCost: 19456, timeCost: 2, parallelism: 1 });
-    expect(config.keys.cacheTtl).toBe(30_000);
+    expect(config.keys.cacheTtlMs).toBe(30_000);
     expect(config.roles).toEqual({
       admin: ['read', 'write', 'admin'],
       member: ['read', 'write'],
@@ -397,4 +397,63 @@ describe('timeouts fit Node timers', () => {
       expect(() => parseConfig(yaml.replace('30d', '24d'), 't')).not.toThrow();
     },
   );
+});
+
+describe('durations carry their unit after parsing', () => {
+  // Every duration a user can write, by the path they write it at, and where code reads it.
+  const DURATIONS = [
+    ['listen', 'headersTimeout'],
+    ['listen', 'requestTimeout'],
+    ['listen', 'keepAliveTimeout'],
+    ['listen', 'drainTimeout'],
+    ['listen', 'bodyIdleTimeout'],
+    ['upstream', 'connectTimeout'],
+    ['upstream', 'timeout'],
+    ['store.redis', 'commandTimeout'],
+    ['store.redis', 'connectTimeout'],
+    ['keys', 'cacheTtl'],
+    ['keys', 'negativeCacheTtl'],
+    ['keys.failureBudget', 'window'],
+  ] as const;
+
+  function yamlSetting(section: string, key: string, value: string): string {
+    const inner = section
+      .split('.')
+      .reduceRight((acc, part) => `{ ${part}: ${acc} }`, `{ ${key}: ${value} }`);
+    // The outer braces make it a flow mapping; upstream needs its url beside the setting.
+    const body = inner.slice(2, -2);
+    return section === 'upstream'
+      ? `upstream: { url: "http://127.0.0.1:9004", ${key}: ${value} }\n`
+      : `${MIN}${body}\n`;
+  }
+
+  function read(config: unknown, section: string, name: string): unknown {
+    let node = config as Record<string, unknown>;
+    for (const part of section.split('.')) node = node[part] as Record<string, unknown>;
+    return Object.hasOwn(node, name) ? node[name] : 'absent';
+  }
+
+  it.each(DURATIONS)(
+    '%s.%s: written as the user writes it, read back in ms under <name>Ms only',
+    (section, key) => {
+      const config = parseConfig(yamlSetting(section, key, '"1.5s"'), 't');
+      expect(read(config, section, `${key}Ms`)).toBe(1500);
+      expect(read(config, section, key)).toBe('absent');
+    },
+  );
+
+  it.each(DURATIONS)(
+    '%s.%s: a bad value is reported at the path the user wrote, not the internal name',
+    (section, key) => {
+      expect(problems(yamlSetting(section, key, '"soon"'))).toEqual([
+        expect.objectContaining({ path: `${section}.${key}` }),
+      ]);
+    },
+  );
+
+  it('the internal name is not a config key: `keys.cacheTtlMs` in YAML is refused', () => {
+    expect(problems(`${MIN}keys: { cacheTtlMs: 5 }\n`)).toEqual([
+      { path: 'keys.cacheTtlMs', message: expect.stringContaining('unknown key') },
+    ]);
+  });
 });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RequestHeaderBuilder, trustedProxyList } from '../../../src/forward/request-headers.js';
-import { StaticUpstreamCredential } from '../../../src/forward/upstream-credential.js';
+import type { UpstreamCredential } from '../../../src/forward/upstream-credential.js';
 import type { Principal } from '../../../src/keys/principal.js';
 import { registerSecret } from '../../helpers/captured-logs.js';
 
@@ -20,13 +20,18 @@ const principal: Principal = {
 const SECRET = 'keygate-upstream-credential-value-0001';
 registerSecret(SECRET, 'upstream credential');
 
+/** A credential that never changes; the file-backed one has its own tests. */
+function fixedCredential(header: string, value: string): UpstreamCredential {
+  return { header: header.toLowerCase(), value: () => value, close: () => {} };
+}
+
 function build(header: string, raw: string[]): Array<[string, string]> {
   const builder = new RequestHeaderBuilder(
     IDENTITY,
     trustedProxyList([]),
     false,
     [],
-    new StaticUpstreamCredential(header, SECRET),
+    fixedCredential(header, SECRET),
   );
   const flat = builder.build({
     rawHeaders: raw,

@@ -15,10 +15,10 @@ import {
   parseWireMessage,
 } from '../../../src/store/invalidation-bus.js';
 import type { KeyStore } from '../../../src/store/key-store.js';
-import { MemoryKeyStore } from '../../../src/store/memory-key-store.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 import { FastHasher } from '../../helpers/fast-hasher.js';
 import { TEST_ACTOR, testConfig } from '../../helpers/gateway.js';
+import { MemoryKeyStore } from '../../helpers/memory-key-store.js';
 
 const config = testConfig('http://127.0.0.1:9', { keys: { cacheTtl: '60s' } });
 const CALLER = { clientAddress: '192.0.2.1' };

@@ -9,9 +9,9 @@ import {
 } from '../../../src/keys/key-service.js';
 import { VerifyPool } from '../../../src/keys/verify-pool.js';
 import type { Invalidation } from '../../../src/store/invalidation-bus.js';
-import { MemoryKeyStore } from '../../../src/store/memory-key-store.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 import { FastHasher } from '../../helpers/fast-hasher.js';
+import { MemoryKeyStore } from '../../helpers/memory-key-store.js';
 
 const ACTOR: Actor = {
   kind: 'key',

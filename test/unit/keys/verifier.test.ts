@@ -6,10 +6,10 @@ import { AttributedKeyRefusal } from '../../../src/keys/key-refusal.js';
 import { KeyService } from '../../../src/keys/key-service.js';
 import { type CacheEvent, KeyVerifier, type VerifierOptions } from '../../../src/keys/verifier.js';
 import { VerifyPool } from '../../../src/keys/verify-pool.js';
-import { MemoryKeyStore } from '../../../src/store/memory-key-store.js';
 import { FakeClock } from '../../helpers/fake-clock.js';
 import { FastHasher } from '../../helpers/fast-hasher.js';
 import { forgeKey } from '../../helpers/flood-worker.mjs';
+import { MemoryKeyStore } from '../../helpers/memory-key-store.js';
 
 const ACTOR = { kind: 'cli', user: 'test' } as const;
 /** Where the unit tests' requests come from, for the per-address failure budget. */

@@ -24,7 +24,7 @@ describe('VerifyPool', () => {
       ),
     );
     await new Promise((r) => setTimeout(r, 1));
-    expect(pool.running).toBe(2);
+    expect(running).toBe(2);
     expect(pool.queueDepth).toBe(3);
     while (release.length > 0 || running > 0) {
       release.shift()?.();
@@ -36,7 +36,12 @@ describe('VerifyPool', () => {
     expect(peak).toBe(2);
     expect(pool.maxObservedQueue).toBe(3);
     expect(pool.shed).toBe(3);
-    expect(pool.running).toBe(0);
+    // Every slot came back: two new jobs start at once (a leaked slot would queue one forever).
+    const started = running;
+    const more = [pool.run(job), pool.run(job)];
+    expect(running).toBe(started + 2);
+    for (const r of release.splice(0)) r();
+    await Promise.all(more);
   });
 
   it('frees the slot when a job fails', async () => {

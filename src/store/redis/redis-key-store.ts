@@ -1,59 +1,26 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import type { Config } from '../config/schema.js';
-import { KeygateError } from '../errors.js';
-import { redactUrl } from '../shared/redact-url.js';
-import { RedisInvalidationBus } from './invalidation-bus.js';
-import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
-import { alreadyRotated, missingAccount, missingKey, staleKey } from './record-rules.js';
-
-type RedisConfig = Config['store']['redis'];
-type Client = Redis | Cluster;
+import { KeygateError } from '../../errors.js';
+import { RedisInvalidationBus } from '../invalidation-bus.js';
+import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from '../key-store.js';
+import { alreadyRotated, missingAccount, missingKey, staleKey } from '../record-rules.js';
+import {
+  createClient,
+  describeTarget,
+  duplicateForSubscriber,
+  pingAll,
+  type RedisClient,
+  type RedisConfig,
+} from './client.js';
+import { decodeAccount, decodeKey, encodeAccount, encodeKey } from './record-codec.js';
+import {
+  defineScripts,
+  type StoreScripts,
+  UPDATE_KEY_MISSING,
+  UPDATE_KEY_ROTATED,
+  UPDATE_KEY_STALE,
+} from './scripts.js';
 
 /** How long a key's record outlives its expiry, so "expired" can still be told from "unknown". */
 const EXPIRED_RECORD_RETENTION_SECONDS = 30 * 86_400;
-
-// Creates a hash only if it does not exist yet: one round trip, atomic, single key (Cluster-safe).
-const CREATE_HASH = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return 1`;
-
-// Compare-and-set on a key record. ARGV: expected generation, EXPIREAT time (0 = leave),
-// "1" to refuse a key already replaced by rotation, then field/value pairs.
-// Returns the new generation, -1 missing, -2 stale generation, -3 already rotated.
-const UPDATE_KEY = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local gen = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
-if ARGV[3] == '1' and (redis.call('HGET', KEYS[1], 'replaced_by') or '') ~= '' then return -3 end
-if gen ~= tonumber(ARGV[1]) then return -2 end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-redis.call('HSET', KEYS[1], 'generation', gen + 1)
-local at = tonumber(ARGV[2])
-if at > 0 then redis.call('EXPIREAT', KEYS[1], at) end
-return gen + 1`;
-
-// Raises last_used_at, never lowers it, and never recreates a deleted record.
-const TOUCH_KEY = `
-local current = redis.call('HGET', KEYS[1], 'last_used_at')
-if not current then return 0 end
-if tonumber(ARGV[1]) > tonumber(current) then
-  redis.call('HSET', KEYS[1], 'last_used_at', ARGV[1])
-  return 1
-end
-return 0`;
-
-// Updates fields of an existing hash only.
-const UPDATE_HASH = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return 1`;
-
-interface ClientWithScripts {
-  kgCreateHash(key: string, ...fieldsAndValues: string[]): Promise<number>;
-  kgUpdateKey(key: string, ...args: string[]): Promise<number>;
-  kgTouchKey(key: string, lastUsedAt: string): Promise<number>;
-  kgUpdateHash(key: string, ...fieldsAndValues: string[]): Promise<number>;
-}
 
 /**
  * Redis-backed store shared by replicas. Schema (hash tags keep each record on one slot):
@@ -66,19 +33,17 @@ interface ClientWithScripts {
 export class RedisKeyStore implements KeyStore {
   readonly kind = 'redis';
 
-  /** The most recent connection error, for messages and readiness; cleared on ready. */
-  lastError: Error | undefined;
+  /** The most recent connection error, for connect()'s message; cleared on ready. */
+  private lastError: Error | undefined;
+  private readonly scripts: StoreScripts;
 
   constructor(
-    private readonly client: Client,
+    private readonly client: RedisClient,
     private readonly prefix: string,
     private readonly description: string,
     onError?: (err: Error) => void,
   ) {
-    client.defineCommand('kgCreateHash', { numberOfKeys: 1, lua: CREATE_HASH });
-    client.defineCommand('kgUpdateKey', { numberOfKeys: 1, lua: UPDATE_KEY });
-    client.defineCommand('kgTouchKey', { numberOfKeys: 1, lua: TOUCH_KEY });
-    client.defineCommand('kgUpdateHash', { numberOfKeys: 1, lua: UPDATE_HASH });
+    this.scripts = defineScripts(client);
     // Without a listener ioredis prints every reconnect failure to stderr itself.
     client.on('error', (err: Error) => {
       this.lastError = err;
@@ -101,19 +66,9 @@ export class RedisKeyStore implements KeyStore {
 
   /** Pub/sub for cache invalidations, on its own connection to the same Redis. */
   createInvalidationBus(): RedisInvalidationBus {
-    const client = this.client;
-    // A subscriber must wait for Redis rather than fail fast: offline queue on, no command timeout.
-    const subscriberOptions = {
-      enableOfflineQueue: true,
-      lazyConnect: false,
-      commandTimeout: undefined,
-    };
     return new RedisInvalidationBus(
-      client,
-      () =>
-        client instanceof Cluster
-          ? client.duplicate(undefined, { enableOfflineQueue: true, lazyConnect: false })
-          : client.duplicate(subscriberOptions),
+      this.client,
+      () => duplicateForSubscriber(this.client),
       `${this.prefix}events`,
     );
   }
@@ -128,15 +83,9 @@ export class RedisKeyStore implements KeyStore {
       throw new KeygateError(
         'store_unavailable',
         `cannot reach Redis (${this.description}): ${reason}`,
-        {
-          cause: err,
-        },
+        { cause: err },
       );
     }
-  }
-
-  get status(): string {
-    return this.client.status;
   }
 
   private keyKey(id: string) {
@@ -296,9 +245,9 @@ export class RedisKeyStore implements KeyStore {
       requireNotReplaced ? '1' : '0',
       ...fields,
     );
-    if (result === -1) throw missingKey(id);
-    if (result === -2) throw staleKey(id);
-    if (result === -3) throw alreadyRotated(id);
+    if (result === UPDATE_KEY_MISSING) throw missingKey(id);
+    if (result === UPDATE_KEY_STALE) throw staleKey(id);
+    if (result === UPDATE_KEY_ROTATED) throw alreadyRotated(id);
   }
 
   private async writeNewKey(key: KeyRecord): Promise<void> {
@@ -322,13 +271,7 @@ export class RedisKeyStore implements KeyStore {
   }
 
   ping(): Promise<void> {
-    return guard(async () => {
-      if (this.client instanceof Cluster) {
-        await Promise.all(this.client.nodes('master').map((node) => node.ping()));
-      } else {
-        await this.client.ping();
-      }
-    });
+    return guard(() => pingAll(this.client));
   }
 
   async close(): Promise<void> {
@@ -337,10 +280,6 @@ export class RedisKeyStore implements KeyStore {
     } catch {
       this.client.disconnect();
     }
-  }
-
-  private get scripts(): ClientWithScripts {
-    return this.client as unknown as ClientWithScripts;
   }
 }
 
@@ -352,116 +291,4 @@ async function guard<T>(operation: () => Promise<T>): Promise<T> {
     if (err instanceof KeygateError) throw err;
     throw new KeygateError('store_unavailable', 'key store unavailable', { cause: err });
   }
-}
-
-/** Where the store points, for messages: never the password. */
-function describeTarget(config: RedisConfig): string {
-  if (config.cluster) return `cluster ${config.cluster.nodes.map(redactUrl).join(', ')}`;
-  if (config.sentinel) {
-    const s = config.sentinel;
-    return `sentinel master "${s.name}" via ${s.sentinels.map((n) => `${n.host}:${n.port}`).join(', ')}`;
-  }
-  return redactUrl(config.url ?? 'redis://127.0.0.1:6379/0');
-}
-
-function createClient(config: RedisConfig): Client {
-  const common: RedisOptions = {
-    lazyConnect: true,
-    enableAutoPipelining: true,
-    // Fail fast instead of queueing while disconnected: an outage must become a quick 503.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    commandTimeout: config.commandTimeout,
-    connectTimeout: config.connectTimeout,
-    // Capped at 1 s so a returning Redis is seen (and /readyz turns green) within a second.
-    retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 1000),
-  };
-  if (config.cluster) {
-    const nodes = config.cluster.nodes.map((u) => {
-      const url = new URL(u);
-      return { host: url.hostname, port: Number(url.port || 6379) };
-    });
-    return new Cluster(nodes, {
-      lazyConnect: true,
-      enableAutoPipelining: true,
-      enableOfflineQueue: false,
-      clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 1000),
-      redisOptions: {
-        ...common,
-        ...(config.cluster.password ? { password: config.cluster.password } : {}),
-        ...(config.cluster.tls ? { tls: {} } : {}),
-      },
-    });
-  }
-  if (config.sentinel) {
-    const s = config.sentinel;
-    return new Redis({
-      ...common,
-      name: s.name,
-      sentinels: s.sentinels,
-      db: s.db,
-      ...(s.password ? { password: s.password } : {}),
-      ...(s.sentinelPassword ? { sentinelPassword: s.sentinelPassword } : {}),
-      ...(s.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
-    });
-  }
-  return new Redis(config.url ?? 'redis://127.0.0.1:6379/0', common);
-}
-
-function encodeAccount(a: AccountRecord): string[] {
-  // biome-ignore format: field/value pairs read best one pair per line
-  return [
-    'name', a.name,
-    'role', a.role,
-    'description', a.description,
-    'disabled', a.disabled ? '1' : '0',
-    'created_at', String(a.createdAt),
-    'updated_at', String(a.updatedAt),
-  ];
-}
-
-function decodeAccount(h: Record<string, string>): AccountRecord | null {
-  if (h.name === undefined || h.role === undefined) return null;
-  return {
-    name: h.name,
-    role: h.role,
-    description: h.description ?? '',
-    disabled: h.disabled === '1',
-    createdAt: Number(h.created_at ?? 0),
-    updatedAt: Number(h.updated_at ?? 0),
-  };
-}
-
-function encodeKey(k: KeyRecord): string[] {
-  // biome-ignore format: field/value pairs read best one pair per line
-  return [
-    'id', k.id,
-    'account', k.account,
-    'hash', k.hash,
-    'description', k.description,
-    'scopes', k.scopes === null ? '' : JSON.stringify(k.scopes),
-    'created_at', String(k.createdAt),
-    'expires_at', String(k.expiresAt),
-    'revoked_at', String(k.revokedAt),
-    'last_used_at', String(k.lastUsedAt),
-    'replaced_by', k.replacedBy,
-    'generation', String(k.generation),
-  ];
-}
-
-function decodeKey(h: Record<string, string>): KeyRecord | null {
-  if (h.id === undefined || h.account === undefined || h.hash === undefined) return null;
-  return {
-    id: h.id,
-    account: h.account,
-    hash: h.hash,
-    description: h.description ?? '',
-    scopes: h.scopes ? (JSON.parse(h.scopes) as string[]) : null,
-    createdAt: Number(h.created_at ?? 0),
-    expiresAt: Number(h.expires_at ?? 0),
-    revokedAt: Number(h.revoked_at ?? 0),
-    lastUsedAt: Number(h.last_used_at ?? 0),
-    replacedBy: h.replaced_by ?? '',
-    generation: Number(h.generation ?? 0),
-  };
 }

@@ -1,13 +1,19 @@
-import { KeygateError } from '../errors.js';
-import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
+import { KeygateError } from '../../src/errors.js';
+import type {
+  AccountChange,
+  AccountRecord,
+  KeyChange,
+  KeyRecord,
+  KeyStore,
+} from '../../src/store/key-store.js';
 import {
   applyAccountChange,
   applyKeyChange,
   checkRotatable,
   missingAccount,
-} from './record-rules.js';
+} from '../../src/store/record-rules.js';
 
-/** In-process store for unit tests and the contract suite's reference. Not for production. */
+/** In-process store for unit tests and the contract suite's reference (test-only: keygate runs on Redis or a file). */
 export class MemoryKeyStore implements KeyStore {
   readonly kind = 'memory';
   readonly accounts = new Map<string, AccountRecord>();
