@@ -1,10 +1,7 @@
-import { randomUUID } from 'node:crypto';
-import { createServer, type Server, STATUS_CODES } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { DestinationStream } from 'pino';
 import type { Config } from './config/schema.js';
-import { KeygateError, toErrorBody } from './errors.js';
 import { BoundedUpstreamClient } from './forward/bounded-upstream.js';
 import { RequestHeaderBuilder, trustedProxyList } from './forward/request-headers.js';
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
@@ -16,6 +13,7 @@ import { LastUsedRecorder } from './keys/last-used.js';
 import type { KeyVerifier } from './keys/verifier.js';
 import type { VerifyPool } from './keys/verify-pool.js';
 import { createRequestHandler } from './pipeline/handle-request.js';
+import { createProxyListener } from './pipeline/http-listener.js';
 import { InflightLimit } from './policy/inflight-limit.js';
 import { RouteTable } from './policy/route-table.js';
 import { type Clock, systemClock } from './shared/clock.js';
@@ -71,16 +69,6 @@ export interface App {
 const STORE_PROBE_MS = 1000;
 /** last_used_at is written at most this often per key per replica. */
 const LAST_USED_INTERVAL_SECONDS = 60;
-
-/** Writes a JSON error straight onto a socket that has left the request/response cycle. */
-function refuseOnSocket(socket: Duplex, err: KeygateError): void {
-  const body = JSON.stringify(toErrorBody(err, randomUUID()));
-  socket.end(
-    // own-key: err.status comes from the closed table in errors.ts
-    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\ncontent-type: application/json\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
-}
 
 /** The composition root: every long-lived object is built here, once, and passed in. */
 export function createApp(deps: AppDeps): App {
@@ -167,47 +155,7 @@ export function createApp(deps: AppDeps): App {
   });
 
   const { listen } = config;
-  const server = createServer(
-    {
-      maxHeaderSize: listen.maxHeaderBytes,
-      requestTimeout: listen.requestTimeoutMs,
-      headersTimeout: listen.headersTimeoutMs,
-      keepAliveTimeout: listen.keepAliveTimeoutMs,
-    },
-    (req, res) => void pipeline.handle(req, res),
-  );
-  // Keep every header line (listen.maxHeaderBytes bounds them): Node's default silently drops
-  // lines past about 1000, where a second Host or a Content-Length would hide from checkFraming,
-  // which refuses more than MAX_HEADER_LINES itself.
-  server.maxHeadersCount = 0;
-  // With a listener here node:http no longer answers `100 Continue` by itself: the handler
-  // sends it only after authentication and route policy admitted the request.
-  server.on('checkContinue', (req, res) => void pipeline.handle(req, res, true));
-  // WebSocket upgrades and CONNECT tunnels are not proxied: answer clearly rather than drop.
-  server.on('upgrade', (_req, socket: Duplex) =>
-    refuseOnSocket(
-      socket,
-      new KeygateError('not_implemented', 'protocol upgrades are not supported'),
-    ),
-  );
-  server.on('connect', (_req, socket: Duplex) =>
-    refuseOnSocket(
-      socket,
-      new KeygateError(
-        'method_not_allowed',
-        'CONNECT is not supported: keygate is not a forward proxy',
-      ),
-    ),
-  );
-  server.on('clientError', (err, socket) => {
-    if (!socket.writable) return;
-    const tooLarge = (err as NodeJS.ErrnoException).code === 'HPE_HEADER_OVERFLOW';
-    socket.end(
-      tooLarge
-        ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\n\r\n'
-        : 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n',
-    );
-  });
+  const server = createProxyListener(listen, pipeline);
   const opsServer = createOpsServer(metrics, readiness, metricsAuth);
 
   let closing: Promise<number> | undefined;
