@@ -23,8 +23,8 @@ import { instrumentKeyStore } from './store/instrumented-key-store.js';
 import type { Invalidation } from './store/invalidation-bus.js';
 import type { KeyStore } from './store/key-store.js';
 import { createInvalidationBus } from './store/open-store.js';
-import { loggerAccessLog } from './telemetry/access-log.js';
-import { accessLogger, createLogger, type Logger } from './telemetry/logger.js';
+import { jsonAccessLog } from './telemetry/access-log.js';
+import { createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { MetricsAuth } from './telemetry/metrics-auth.js';
 import { createOpsServer, listenOn, Readiness } from './telemetry/ops-server.js';
@@ -264,7 +264,7 @@ export function createApp(deps: AppDeps): App {
     ),
     upstream,
     logger,
-    accessLog: loggerAccessLog(accessLogger(logger)),
+    accessLog: jsonAccessLog(logger),
     metrics,
     upstreamBasePath: upstreamUrl.pathname === '/' ? '' : upstreamUrl.pathname.replace(/\/$/, ''),
     stripPrefix: config.upstream.stripPrefix,
