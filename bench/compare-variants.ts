@@ -7,7 +7,7 @@
  * the CPU meanwhile is spread over all variants alike. Comparing medians across separate runs
  * on a shared machine measures the neighbours, not the change.
  *
- * A variant is `name=<path to cli.js>@<log level>`; a copy of an older build (e.g.
+ * A variant is `name=<path to cli.js>@<log level>[:--node-flag,...]`; a copy of an older build (e.g.
  * `cp -r dist dist-base` before a change) keeps working from the repository root because
  * dist-* sits at the same depth as dist. `--bare` adds the bare forwarder.
  * Prints idle RSS after start-up (before any request), CPU µs/req per scenario (user+system
@@ -49,9 +49,14 @@ const tool = hasCommand('wrk') ? 'wrk' : 'autocannon';
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
 const specs = (values.variant as string[]).map((v) => {
-  const match = /^([^=]+)=([^@]+)(?:@(\w+))?$/.exec(v);
-  if (!match) throw new Error(`--variant name=path/cli.js@level, got ${v}`);
-  return { name: match[1] as string, cli: match[2] as string, level: match[3] ?? 'info' };
+  const match = /^([^=]+)=([^@]+)(?:@(\w+))?(?::(.+))?$/.exec(v);
+  if (!match) throw new Error(`--variant name=path/cli.js@level[:--node-flag,...], got ${v}`);
+  return {
+    name: match[1] as string,
+    cli: match[2] as string,
+    level: match[3] ?? 'info',
+    nodeArgs: match[4]?.split(',') ?? [],
+  };
 });
 if (specs.length === 0 && !values.bare) throw new Error('give at least one --variant');
 
@@ -75,6 +80,7 @@ for (const spec of specs) {
     cli: spec.cli,
     logLevel: spec.level,
     name: spec.name,
+    nodeArgs: spec.nodeArgs,
   });
   config = started.config;
   systems.push({ name: spec.name, server: started.server });

@@ -1,14 +1,12 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { BatchedLineStream } from './batched-stream.js';
 import { maskSecretRuns } from './mask-secrets.js';
 
 export type { Logger } from 'pino';
 
 const MAX_LOG_BUFFER_BYTES = 16 * 1024 * 1024;
-/**
- * Lines are written in batches of at least this many bytes: one write(2) per line was the
- * largest single cost of a request (the kernel's share of a writev per access line).
- */
-export const LOG_BATCH_BYTES = 4096;
+/** Lines reach stdout in batches of about this many characters (see batched-stream.ts). */
+export const LOG_BATCH_CHARS = 8 * 1024;
 /** A quiet server's buffered lines still reach stdout within this long (an unref'd timer). */
 export const LOG_FLUSH_MS = 100;
 
@@ -37,21 +35,26 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     },
     // Asynchronous, and bounded: if stdout stalls, lines past MAX_LOG_BUFFER_BYTES are dropped
     // instead of growing the heap without limit (sonic-boom's default). Batched: see
-    // LOG_BATCH_BYTES; what is still buffered at exit is written synchronously by pino's exit
-    // hook, and app shutdown awaits logger.flush().
+    // batched-stream.ts; what is still buffered at exit is written synchronously, and app
+    // shutdown awaits logger.flush().
     destination ?? stdoutDestination(),
   );
 }
 
-/** stdout as keygate writes it: asynchronous, batched, bounded, flushed every LOG_FLUSH_MS. */
+let stdout: BatchedLineStream | undefined;
+
+/**
+ * stdout as keygate writes it: asynchronous, batched, bounded, flushed every LOG_FLUSH_MS.
+ * One per process (stdout is one), so loggers made without a destination share its order,
+ * its timer and its exit hook.
+ */
 export function stdoutDestination(): DestinationStream {
-  return pino.destination({
-    dest: 1,
-    sync: false,
-    minLength: LOG_BATCH_BYTES,
-    maxLength: MAX_LOG_BUFFER_BYTES,
-    periodicFlush: LOG_FLUSH_MS,
-  });
+  stdout ??= new BatchedLineStream(
+    pino.destination({ dest: 1, sync: false, maxLength: MAX_LOG_BUFFER_BYTES }),
+    LOG_BATCH_CHARS,
+    LOG_FLUSH_MS,
+  );
+  return stdout;
 }
 
 /**

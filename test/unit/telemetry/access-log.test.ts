@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { generateKey } from '../../../src/keys/key-format.js';
 import {
   type AccessEntry,
@@ -213,5 +213,33 @@ describe('access line (hand-built JSON)', () => {
     logger.warn('third');
     await new Promise<void>((r) => logger.flush(() => r()));
     expect(sink.lines.map((l) => l.request_id ?? l.msg)).toEqual(['first', 'second', 'third']);
+  });
+});
+
+describe('BatchedLineStream', () => {
+  it('keeps lines in order across batches, the timer, flush and flushSync', async () => {
+    const { BatchedLineStream } = await import('../../../src/telemetry/batched-stream.js');
+    const written: string[] = [];
+    let flushed = 0;
+    const stream = new BatchedLineStream(
+      { write: (c) => written.push(c), flush: (cb) => cb?.(), flushSync: () => flushed++ },
+      40,
+      20,
+    );
+    onTestFinished(() => stream.close());
+    stream.write('a'.repeat(30));
+    expect(written).toEqual([]); // below the batch size: held
+    stream.write('b'.repeat(30)); // reaches it: one chunk
+    expect(written).toEqual(['a'.repeat(30) + 'b'.repeat(30)]);
+    stream.write('c');
+    await new Promise((r) => setTimeout(r, 60)); // the timer releases a quiet batch
+    expect(written.at(-1)).toBe('c');
+    stream.write('d');
+    await new Promise<void>((r) => stream.flush(() => r()));
+    expect(written.at(-1)).toBe('d');
+    stream.write('e');
+    stream.flushSync();
+    expect(written.join('')).toBe(`${'a'.repeat(30)}${'b'.repeat(30)}cde`);
+    expect(flushed).toBe(1);
   });
 });
