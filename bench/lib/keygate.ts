@@ -6,6 +6,9 @@ import type { Config } from '../../src/config/schema.js';
 import { testConfig } from '../../test/helpers/gateway.js';
 import { type Server, startServer } from './measure.js';
 
+/** Node flags keygate runs with in its image (the Dockerfile's ENTRYPOINT). */
+export const DEPLOYED_NODE_ARGS = ['--max-semi-space-size=4'];
+
 export interface BenchKeygate {
   server: Server;
   opsPort: number;
@@ -48,7 +51,14 @@ export async function startKeygate(options: {
   );
   const server = await startServer(
     process.execPath,
-    [...(options.nodeArgs ?? []), options.cli ?? 'dist/cli.js', 'serve', '--config', configFile],
+    [
+      ...DEPLOYED_NODE_ARGS,
+      ...(options.nodeArgs ?? []),
+      options.cli ?? 'dist/cli.js',
+      'serve',
+      '--config',
+      configFile,
+    ],
     {
       ready: /"listen":"[^"]*:(\d+)","ops":"[^"]*:(\d+)"/,
       logFile: join(options.work, `${options.name ?? 'keygate'}.log`),
