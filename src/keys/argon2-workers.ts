@@ -144,7 +144,10 @@ export class WorkerArgon2Hasher implements Hasher {
   /** The slot has no job: give it the next one, or start its idle countdown. */
   private next(slot: Slot): void {
     const next = this.backlog.shift();
-    if (next) return this.run(slot, next);
+    if (next) {
+      this.run(slot, next);
+      return;
+    }
     if (slot.worker === undefined || this.closed) return;
     slot.idleTimer = setTimeout(() => void this.stop(slot), this.idleStopMs);
     slot.idleTimer.unref();
