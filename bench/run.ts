@@ -78,6 +78,12 @@ const routes = [
 const started = await startKeygate({ work, upstreamUrl, redisUrl: redis.url, routes });
 const { config, opsPort } = started;
 const keygate = started.server;
+// Idle RSS after start-up: before any request, once V8's memory reducer has run on the idle
+// process (it shrinks the heap grown while modules load, a few seconds after start-up).
+const IDLE_SETTLE_MS = 15_000;
+const idleRssPromise = new Promise<number>((resolve) =>
+  setTimeout(() => resolve(rssBytes(keygate.pids()[0] as number)), IDLE_SETTLE_MS),
+);
 const valid = await mintKey(config, 'bench', 'reader');
 const victim = await mintKey(config, 'victim', 'reader');
 
@@ -234,6 +240,9 @@ const scenarios: Scenario[] = [
   },
 ];
 
+const idleRss = await idleRssPromise;
+log(`  idle RSS after start-up: ${(idleRss / 1048576).toFixed(1)} MB`);
+
 // Warm-up: JIT, pools, the verified-key cache.
 for (const [, server] of systems)
   await measure(server, '/model/allocation', { headers: validHeaders, seconds: quick ? 1 : 3 });
@@ -385,9 +394,9 @@ const check = (line: string, value: string, ok: boolean | undefined) =>
   budget.push({ line, value, ok });
 const bareCpu = med('a', 'bare', 'cpuUs') as number;
 check(
-  '(a) CPU/req ≤ 1.15 × bare forwarder',
+  '(a) CPU/req ≤ 1.3 × bare forwarder (one info access line per request)',
   `${fmt(aCpu)} vs ${fmt(bareCpu)} µs = ${fmt(aCpu / bareCpu, 2)}×`,
-  aCpu <= 1.15 * bareCpu,
+  aCpu <= 1.3 * bareCpu,
 );
 const nginxCpu = med('a', 'nginx', 'cpuUs');
 check(
@@ -406,9 +415,9 @@ check(
 for (const id of ['c', 'd', 'e']) {
   const cpu = med(id, 'keygate', 'cpuUs') as number;
   check(
-    `(${id}) CPU/req ≤ 0.5 × (a)`,
+    `(${id}) CPU/req ≤ 0.4 × (a)`,
     `${fmt(cpu)} µs = ${fmt(cpu / aCpu, 2)} × (a)`,
-    cpu <= 0.5 * aCpu,
+    cpu <= 0.4 * aCpu,
   );
 }
 check(
@@ -430,6 +439,16 @@ check(
   '(f) argon2 queue never above its bound',
   `max ${queueMax} sampled every 100 ms with 200 flood connections (bound ${queueBound}; shed beyond it)`,
   queueMax <= queueBound,
+);
+check(
+  'idle RSS ≤ 70 MB after start-up (Redis store)',
+  `${fmt(idleRss / 1048576)} MB, ${IDLE_SETTLE_MS / 1000} s after start-up, before any request`,
+  idleRss <= 70 * 1048576,
+);
+check(
+  `(g) RSS ≤ 120 MB after the long run (~${longRequests} requests)`,
+  `${fmt(rssEnd / 1048576)} MB`,
+  rssEnd <= 120 * 1048576,
 );
 const growthMb = (rssEnd - rssAfterFirst) / 1048576;
 check(
@@ -453,5 +472,5 @@ console.log(report);
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
 writeFileSync(
   join(ROOT, quick ? 'bench/results/quick.json' : 'bench/results/latest.json'),
-  `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: cpus().length, tool, nginx: withNginx, rounds, seconds, connections, quick, results, counts, fixedRate, fixed, flood: { validAlone: validAlone.p99, validDuringFlood: validDuringFlood.p99, floodRps: flood.rps }, memory: { rssStart, rssAfterFirst, rssEnd, firstPart, longRequests }, budget, report }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: cpus().length, tool, nginx: withNginx, rounds, seconds, connections, quick, results, counts, fixedRate, fixed, flood: { validAlone: validAlone.p99, validDuringFlood: validDuringFlood.p99, floodRps: flood.rps }, memory: { idleRss, rssStart, rssAfterFirst, rssEnd, firstPart, longRequests }, budget, report }, null, 2)}\n`,
 );

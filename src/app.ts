@@ -20,9 +20,9 @@ import { type Clock, systemClock } from './shared/clock.js';
 import { instrumentKeyStore } from './store/instrumented-key-store.js';
 import type { InvalidationBus } from './store/invalidation-bus.js';
 import type { KeyStore } from './store/key-store.js';
-import { loggerAccessLog } from './telemetry/access-log.js';
+import { jsonAccessLog } from './telemetry/access-log.js';
 import { loggerKeyRuntimeLog } from './telemetry/key-runtime-log.js';
-import { accessLogger, createLogger, type Logger } from './telemetry/logger.js';
+import { createLogger, type Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { MetricsAuth } from './telemetry/metrics-auth.js';
 import { createOpsServer, listenOn, Readiness } from './telemetry/ops-server.js';
@@ -142,7 +142,7 @@ export function createApp(deps: AppDeps): App {
     ),
     upstream,
     logger,
-    accessLog: loggerAccessLog(accessLogger(logger)),
+    accessLog: jsonAccessLog(logger),
     metrics,
     upstreamBasePath: upstreamUrl.pathname === '/' ? '' : upstreamUrl.pathname.replace(/\/$/, ''),
     stripPrefix: config.upstream.stripPrefix,

@@ -1,9 +1,13 @@
 import { writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Config } from '../../src/config/schema.js';
 import { testConfig } from '../../test/helpers/gateway.js';
 import { type Server, startServer } from './measure.js';
+
+/** Node flags keygate runs with in its image (the Dockerfile's ENTRYPOINT). */
+export const DEPLOYED_NODE_ARGS = ['--max-semi-space-size=4'];
 
 export interface BenchKeygate {
   server: Server;
@@ -22,26 +26,50 @@ export async function startKeygate(options: {
   redisUrl: string;
   routes: Array<{ name: string; methods: string[]; path: string; scopes: string[] }>;
   nodeArgs?: string[];
+  /** Another build of the CLI (an A/B variant); default dist/cli.js. */
+  cli?: string;
+  /** Access lines are written at info; `warn` measures the path without them. */
+  logLevel?: string;
+  /** Config file name inside `work`, so several variants can share one directory. */
+  name?: string;
 }): Promise<BenchKeygate> {
+  // Below info keygate announces nothing: pick its ports here and probe the proxy port.
+  const quiet = !['info', 'debug', 'trace'].includes(options.logLevel ?? 'info');
+  const ports = quiet ? [await freePort(), await freePort()] : [0, 0];
   const settings = { store: { type: 'redis', redis: { url: options.redisUrl } } };
-  const configFile = join(options.work, 'keygate.yaml');
+  const configFile = join(options.work, `${options.name ?? 'keygate'}.yaml`);
   writeFileSync(
     configFile,
     stringify({
-      listen: { host: '127.0.0.1', port: 0 },
-      ops: { host: '127.0.0.1', port: 0 },
+      listen: { host: '127.0.0.1', port: ports[0] },
+      ops: { host: '127.0.0.1', port: ports[1] },
       upstream: { url: options.upstreamUrl, stripPrefix: '/model' },
       routes: options.routes,
       ...settings,
-      log: { level: 'info' },
+      log: { level: options.logLevel ?? 'info' },
     }),
   );
   const server = await startServer(
     process.execPath,
-    [...(options.nodeArgs ?? []), 'dist/cli.js', 'serve', '--config', configFile],
+    [
+      ...DEPLOYED_NODE_ARGS,
+      ...(options.nodeArgs ?? []),
+      options.cli ?? 'dist/cli.js',
+      'serve',
+      '--config',
+      configFile,
+    ],
     {
       ready: /"listen":"[^"]*:(\d+)","ops":"[^"]*:(\d+)"/,
-      logFile: join(options.work, 'keygate.log'),
+      logFile: join(options.work, `${options.name ?? 'keygate'}.log`),
+      ...(quiet
+        ? {
+            probe: async () =>
+              (await accepts(ports[1] as number))
+                ? `"listen":"127.0.0.1:${ports[0]}","ops":"127.0.0.1:${ports[1]}"`
+                : undefined,
+          }
+        : {}),
     },
   );
   return {
@@ -49,4 +77,26 @@ export async function startKeygate(options: {
     opsPort: Number(/"ops":"[^"]*:(\d+)"/.exec(server.readyLine)?.[1]),
     config: testConfig(options.upstreamUrl, settings),
   };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }

@@ -40,11 +40,17 @@ export interface Server {
 export function startServer(
   command: string,
   args: string[],
-  options: { ready?: RegExp; env?: NodeJS.ProcessEnv; logFile?: string } = {},
+  options: {
+    ready?: RegExp;
+    env?: NodeJS.ProcessEnv;
+    logFile?: string;
+    /** For a server that announces nothing (e.g. logs at warn): returns the ready line once up. */
+    probe?: () => Promise<string | undefined>;
+  } = {},
 ): Promise<Server> {
   const ready = options.ready ?? /listening (\d+)/;
   if (options.logFile)
-    return startLoggingServer(command, args, ready, options.logFile, options.env);
+    return startLoggingServer(command, args, ready, options.logFile, options.env, options.probe);
   return new Promise((done, reject) => {
     const child = track(
       spawn(command, args, {
@@ -95,6 +101,7 @@ async function startLoggingServer(
   ready: RegExp,
   logFile: string,
   env: NodeJS.ProcessEnv | undefined,
+  probe?: () => Promise<string | undefined>,
 ): Promise<Server> {
   const out = openSync(logFile, 'w');
   const child = track(
@@ -107,7 +114,7 @@ async function startLoggingServer(
   closeSync(out);
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const match = ready.exec(readFileSync(logFile, 'utf8'));
+    const match = ready.exec((probe ? await probe() : undefined) ?? readFileSync(logFile, 'utf8'));
     if (match) {
       return {
         child,

@@ -44,28 +44,50 @@ interface Job {
 }
 
 interface Slot {
-  worker: Worker;
+  /** undefined until the first job, and again after an idle stop or a crash. */
+  worker: Worker | undefined;
   job: Job | undefined;
+  idleTimer: NodeJS.Timeout | undefined;
+}
+
+/** How long a thread may sit without a job before it is stopped (its isolate is ~10 MB). */
+export const ARGON2_IDLE_STOP_MS = 60_000;
+
+export interface WorkerArgon2Options {
+  /** Stop a thread after this long without a job; the next job starts one again. */
+  idleStopMs?: number;
+  /** Told the number of live threads whenever it changes (e.g. for a gauge). */
+  onThreads?: (live: number) => void;
 }
 
 /**
- * argon2id on a fixed set of worker threads at lowered OS priority. The callers' VerifyPool
+ * argon2id on up to `threads` worker threads at lowered OS priority. The callers' VerifyPool
  * bounds how many jobs arrive at once; this class only spreads them over idle threads.
- * A crashed worker fails its job (the request is refused, never allowed) and is replaced.
+ *
+ * Threads are lazy: none exists until the first job (a sidecar whose keys are all cached
+ * never pays for a worker isolate), a job prefers an idle live thread over starting another,
+ * and a thread with no job for `idleStopMs` is stopped. A crashed worker fails its job (the
+ * request is refused, never allowed); its slot starts a fresh thread for the next job.
  */
 export class WorkerArgon2Hasher implements Hasher {
   private readonly slots: Slot[] = [];
   private readonly backlog: Job[] = [];
   private nextId = 0;
   private closed = false;
+  private readonly idleStopMs: number;
+  private readonly onThreads: ((live: number) => void) | undefined;
   /** Whether the OS accepted the lower priority (false off Linux or without permission). */
   niced: boolean | undefined;
 
   constructor(
     private readonly params: Argon2Params,
     threads: number,
+    options: WorkerArgon2Options = {},
   ) {
-    for (let i = 0; i < threads; i++) this.slots.push(this.spawn());
+    this.idleStopMs = options.idleStopMs ?? ARGON2_IDLE_STOP_MS;
+    this.onThreads = options.onThreads;
+    for (let i = 0; i < Math.max(1, threads); i++)
+      this.slots.push({ worker: undefined, job: undefined, idleTimer: undefined });
   }
 
   verify(phc: string, key: string): Promise<boolean> {
@@ -82,20 +104,33 @@ export class WorkerArgon2Hasher implements Hasher {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    const closing = new Error('argon2 workers are closed');
+    for (const job of this.backlog.splice(0)) job.reject(closing);
+    await Promise.all(this.slots.map((slot) => this.stop(slot, closing)));
   }
 
   private submit(spec: Omit<Job, 'id' | 'resolve' | 'reject'>): Promise<string | boolean> {
     if (this.closed) return Promise.reject(new Error('argon2 workers are closed'));
     return new Promise((resolve, reject) => {
       const job: Job = { ...spec, id: this.nextId++, resolve, reject };
-      const idle = this.slots.find((s) => s.job === undefined);
-      if (idle) this.run(idle, job);
+      // An idle live thread first; start another only when every live one is busy.
+      const slot =
+        this.slots.find((s) => s.job === undefined && s.worker !== undefined) ??
+        this.slots.find((s) => s.worker === undefined);
+      if (slot) this.run(slot, job);
       else this.backlog.push(job);
     });
   }
 
   private run(slot: Slot, job: Job): void {
+    if (slot.idleTimer !== undefined) {
+      clearTimeout(slot.idleTimer);
+      slot.idleTimer = undefined;
+    }
+    if (slot.worker === undefined) {
+      slot.worker = this.spawn(slot);
+      this.onThreads?.(this.live());
+    }
     slot.job = job;
     slot.worker.postMessage({
       id: job.id,
@@ -106,14 +141,43 @@ export class WorkerArgon2Hasher implements Hasher {
     });
   }
 
-  private spawn(): Slot {
+  /** The slot has no job: give it the next one, or start its idle countdown. */
+  private next(slot: Slot): void {
+    const next = this.backlog.shift();
+    if (next) {
+      this.run(slot, next);
+      return;
+    }
+    if (slot.worker === undefined || this.closed) return;
+    slot.idleTimer = setTimeout(() => void this.stop(slot), this.idleStopMs);
+    slot.idleTimer.unref();
+  }
+
+  /** Stops the slot's thread; a job still on it is rejected with `err`. */
+  private async stop(slot: Slot, err = new Error('argon2 worker stopped')): Promise<void> {
+    if (slot.idleTimer !== undefined) clearTimeout(slot.idleTimer);
+    slot.idleTimer = undefined;
+    const worker = slot.worker;
+    const job = slot.job;
+    slot.worker = undefined;
+    slot.job = undefined;
+    job?.reject(err);
+    if (worker === undefined) return;
+    this.onThreads?.(this.live());
+    await worker.terminate();
+  }
+
+  private live(): number {
+    return this.slots.filter((s) => s.worker !== undefined).length;
+  }
+
+  private spawn(slot: Slot): Worker {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
       workerData: { module: ARGON2_MODULE, nice: ARGON2_THREAD_NICE },
     });
     // Workers must never keep a shutting-down process alive.
     worker.unref();
-    const slot: Slot = { worker, job: undefined };
     worker.on(
       'message',
       (msg: {
@@ -128,30 +192,26 @@ export class WorkerArgon2Hasher implements Hasher {
           return;
         }
         const job = slot.job;
-        if (job === undefined || job.id !== msg.id) return;
+        if (slot.worker !== worker || job === undefined || job.id !== msg.id) return;
         slot.job = undefined;
         if (msg.error !== undefined) job.reject(new Error(`argon2: ${msg.error}`));
         else job.resolve(msg.result as string | boolean);
-        const next = this.backlog.shift();
-        if (next) this.run(slot, next);
+        this.next(slot);
       },
     );
-    worker.on('error', (err) => this.replace(slot, err));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.replace(slot, new Error(`argon2 worker exited with code ${code}`));
-    });
-    return slot;
-  }
-
-  private replace(slot: Slot, err: Error): void {
-    const index = this.slots.indexOf(slot);
-    if (index === -1) return;
-    slot.job?.reject(err);
-    slot.job = undefined;
-    if (this.closed) return;
-    const fresh = this.spawn();
-    this.slots[index] = fresh;
-    const next = this.backlog.shift();
-    if (next) this.run(fresh, next);
+    // Only this slot's current thread counts: a thread stopped on purpose (idle, close) also
+    // exits, after the slot has moved on.
+    const crashed = (err: Error) => {
+      if (slot.worker !== worker) return;
+      slot.worker = undefined;
+      const job = slot.job;
+      slot.job = undefined;
+      job?.reject(err);
+      this.onThreads?.(this.live());
+      if (!this.closed) this.next(slot);
+    };
+    worker.on('error', crashed);
+    worker.on('exit', (code) => crashed(new Error(`argon2 worker exited with code ${code}`)));
+    return worker;
   }
 }

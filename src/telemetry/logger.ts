@@ -1,9 +1,14 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { BatchedLineStream } from './batched-stream.js';
 import { maskSecretRuns } from './mask-secrets.js';
 
 export type { Logger } from 'pino';
 
 const MAX_LOG_BUFFER_BYTES = 16 * 1024 * 1024;
+/** Lines reach stdout in batches of about this many characters (see batched-stream.ts). */
+export const LOG_BATCH_CHARS = 8 * 1024;
+/** A quiet server's buffered lines still reach stdout within this long (an unref'd timer). */
+export const LOG_FLUSH_MS = 100;
 
 /** Field paths that may hold credentials if someone ever logs headers or bodies. */
 const REDACT_PATHS = [
@@ -29,9 +34,27 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       hooks: { streamWrite: maskKeys },
     },
     // Asynchronous, and bounded: if stdout stalls, lines past MAX_LOG_BUFFER_BYTES are dropped
-    // instead of growing the heap without limit (sonic-boom's default).
-    destination ?? pino.destination({ dest: 1, sync: false, maxLength: MAX_LOG_BUFFER_BYTES }),
+    // instead of growing the heap without limit (sonic-boom's default). Batched: see
+    // batched-stream.ts; what is still buffered at exit is written synchronously, and app
+    // shutdown awaits logger.flush().
+    destination ?? stdoutDestination(),
   );
+}
+
+let stdout: BatchedLineStream | undefined;
+
+/**
+ * stdout as keygate writes it: asynchronous, batched, bounded, flushed every LOG_FLUSH_MS.
+ * One per process (stdout is one), so loggers made without a destination share its order,
+ * its timer and its exit hook.
+ */
+export function stdoutDestination(): DestinationStream {
+  stdout ??= new BatchedLineStream(
+    pino.destination({ dest: 1, sync: false, maxLength: MAX_LOG_BUFFER_BYTES }),
+    LOG_BATCH_CHARS,
+    LOG_FLUSH_MS,
+  );
+  return stdout;
 }
 
 /**

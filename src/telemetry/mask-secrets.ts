@@ -18,8 +18,8 @@
  * shorter runs — UUIDs, 32-hex trace ids, key ids — are left alone; longer ones, such as a
  * SHA-256 in hex, are masked too, a price paid for never having to recognise a key.
  *
- * A single linear pass over char codes: no regex, no backtracking, no allocation when nothing
- * is masked (the common case for the access line written on every request).
+ * A linear pass over char codes: no regex, no backtracking, no allocation when nothing is
+ * masked, and a skip-ahead check first (the common case for the access line on every request).
  */
 
 /** Shortest run that is masked: a key's secret without its checksum. */
@@ -33,8 +33,9 @@ for (const c of '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz%
 
 /** Replaces every run of SECRET_RUN or more run characters with `[REDACTED]`. */
 export function maskSecretRuns(text: string): string {
+  // The common case (every access line): nothing to mask, found without visiting every char.
+  if (!hasSecretRun(text)) return text;
   const n = text.length;
-  if (n < SECRET_RUN) return text;
   let out: string | undefined;
   let copied = 0; // text before this index is already in `out`
   let runStart = -1;
@@ -54,14 +55,31 @@ export function maskSecretRuns(text: string): string {
   return out === undefined ? text : out + text.slice(copied);
 }
 
-/** True when `text` holds a run that maskSecretRuns would mask. */
+/**
+ * True when `text` holds a run that maskSecretRuns would mask. Skips ahead: a run of SECRET_RUN
+ * characters covers every window of that length it sits in, so only the last character of each
+ * window needs a look until one is a run character; then the run is measured backwards. An
+ * ordinary log line (no long run) costs about length ÷ SECRET_RUN look-ups, not length.
+ */
 export function hasSecretRun(text: string): boolean {
-  let run = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 128 && RUN_CHAR[c] === 1) {
-      if (++run >= SECRET_RUN) return true;
-    } else run = 0;
+  const n = text.length;
+  let end = SECRET_RUN - 1; // last index of the window being tested
+  while (end < n) {
+    if (!isRunChar(text.charCodeAt(end))) {
+      end += SECRET_RUN; // no run of SECRET_RUN can include `end`
+      continue;
+    }
+    // Walk back from `end`: if the whole window is run characters, a run is found.
+    let start = end - 1;
+    const windowStart = end - SECRET_RUN + 1;
+    while (start >= windowStart && isRunChar(text.charCodeAt(start))) start--;
+    if (start < windowStart) return true;
+    // `start` is not a run character: the next possible window begins just after it.
+    end = start + SECRET_RUN;
   }
   return false;
+}
+
+function isRunChar(c: number): boolean {
+  return c < 128 && RUN_CHAR[c] === 1;
 }

@@ -192,3 +192,39 @@ describe('masking: properties', () => {
     );
   });
 });
+
+describe('masking: the skip-ahead scan matches the plain definition', () => {
+  // The definition, as a regex: every run of 43 or more base62/`%`/`\` characters.
+  const reference = (text: string) => text.replace(/[0-9A-Za-z%\\]{43,}/g, '[REDACTED]');
+  const text = fc.oneof(
+    fc.string({
+      unit: fc.constantFrom('a', 'Z', '0', '%', '\\', '_', '-', '"', ' ', 'é'),
+      maxLength: 300,
+    }),
+    fc.string({ unit: 'binary', maxLength: 120 }),
+    fc
+      .array(
+        fc.tuple(
+          fc.integer({ min: 0, max: 90 }),
+          fc.constantFrom('_', '"', '/', '\u00ff', '\u2028'),
+        ),
+      )
+      .map((parts) => parts.map(([len, sep]) => `${'x'.repeat(len)}${sep}`).join('')),
+  );
+
+  it('maskSecretRuns and hasSecretRun agree with the regex for runs of every length and place', () => {
+    fc.assert(
+      fc.property(text, (t) => {
+        expect(maskSecretRuns(t)).toBe(reference(t));
+        expect(hasSecretRun(t)).toBe(/[0-9A-Za-z%\\]{43,}/.test(t));
+      }),
+      { numRuns: 2000 },
+    );
+    for (let len = 0; len < 100; len++) {
+      for (const pad of ['', '_', '__', `${'y'.repeat(41)}_`]) {
+        const t = `${pad}${'k'.repeat(len)}${pad}`;
+        expect(maskSecretRuns(t)).toBe(reference(t));
+      }
+    }
+  });
+});
