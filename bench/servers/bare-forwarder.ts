@@ -2,6 +2,7 @@
 // logs. The floor a Node proxy built on the same upstream client can reach.
 import { createServer } from 'node:http';
 import { responseHeaders } from '../../src/forward/response-headers.js';
+import { UpstreamCancel } from '../../src/forward/upstream-cancel.js';
 import { UndiciUpstreamClient } from '../../src/forward/upstream-client.js';
 
 const [upstream = '', port = '0'] = process.argv.slice(2);
@@ -28,7 +29,7 @@ const server = createServer((req, res) => {
     const name = (raw[i] as string).toLowerCase();
     if (!HOP.has(name)) headers.push(name, raw[i + 1] as string);
   }
-  const abort = new AbortController();
+  const abort = new UpstreamCancel();
   res.once('close', () => {
     if (!res.writableFinished) abort.abort();
   });
@@ -42,7 +43,7 @@ const server = createServer((req, res) => {
         path: req.url ?? '/',
         headers,
         body: hasBody ? req : null,
-        signal: abort.signal,
+        signal: abort,
       },
       (status, upstreamHeaders) => {
         res.writeHead(status, responseHeaders(upstreamHeaders, 'bench'));

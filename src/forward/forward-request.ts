@@ -7,6 +7,7 @@ import type { Metrics } from '../telemetry/metrics.js';
 import { IdleGuardedBody } from './idle-guarded-body.js';
 import type { RequestHeaderBuilder } from './request-headers.js';
 import { responseHeaders, writeResponseHead } from './response-headers.js';
+import type { UpstreamCancel } from './upstream-cancel.js';
 import type { UpstreamClient } from './upstream-client.js';
 import { classifyUpstreamError, toUpstreamError } from './upstream-errors.js';
 
@@ -39,7 +40,7 @@ export interface ForwardRequest {
   readonly hasBody: boolean;
   readonly expectsContinue: boolean;
   /** Aborted by the request's end-of-request listener when the client goes away. */
-  readonly abort: AbortController;
+  readonly abort: UpstreamCancel;
 }
 
 /**
@@ -78,7 +79,7 @@ export async function forwardRequest(deps: ForwardDeps, r: ForwardRequest): Prom
         path: r.target.upstreamPath,
         headers,
         body: guarded,
-        signal: abort.signal,
+        signal: abort,
       },
       (statusCode, upstreamHeaders) => {
         upstreamStatus = statusCode;
@@ -98,7 +99,7 @@ export async function forwardRequest(deps: ForwardDeps, r: ForwardRequest): Prom
       return { upstreamStatus, upstreamMs, error, upstreamFailed: false };
     }
     // The client left; nobody to answer.
-    if (abort.signal.aborted)
+    if (abort.aborted)
       return { upstreamStatus, upstreamMs, error: undefined, upstreamFailed: false };
     if (err instanceof KeygateError) {
       // Refused before reaching the upstream: the bounded queue is full.

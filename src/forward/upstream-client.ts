@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { Pool } from 'undici';
 import type { FlatHeaders } from './request-headers.js';
+import type { UpstreamCancel } from './upstream-cancel.js';
 
 export interface UpstreamRequest {
   method: string;
@@ -10,7 +11,8 @@ export interface UpstreamRequest {
   headers: FlatHeaders;
   /** The client's request body, streamed; null when there is none. */
   body: Readable | null;
-  signal: AbortSignal;
+  /** Fires when the client goes away (see UpstreamCancel). */
+  signal: UpstreamCancel;
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { serveAdmin } from '../admin/admin-target.js';
 import { type ForwardDeps, forwardRequest } from '../forward/forward-request.js';
+import type { UpstreamCancel } from '../forward/upstream-cancel.js';
 import type { KeyService } from '../keys/key-service.js';
 import type { Admission } from './admission.js';
 import type { Dispatched } from './outcome.js';
@@ -17,9 +18,9 @@ const ANSWERED: Dispatched = {
   upstreamMs: undefined,
 };
 
-/** Gives the forward target an AbortController that fires when the client goes away. */
+/** Gives the forward target a cancel signal that fires when the client goes away. */
 export interface UpstreamAbort {
-  upstreamAbort(): AbortController;
+  upstreamAbort(): UpstreamCancel;
 }
 
 /** The second stage: hands an admitted request to its target and reports what that came to. */

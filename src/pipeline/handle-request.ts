@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { chooseRequestId } from '../forward/request-headers.js';
+import { UpstreamCancel } from '../forward/upstream-cancel.js';
 import type { AccessLog } from '../telemetry/access-log.js';
 import type { Logger } from '../telemetry/logger.js';
 import type { Metrics } from '../telemetry/metrics.js';
@@ -113,7 +114,7 @@ class Exchange implements UpstreamAbort {
   /** Read at the start: the socket may be detached by the time the response closes. */
   readonly remoteAddress: string;
   private readonly startedAt = performance.now();
-  private abort: AbortController | undefined;
+  private abort: UpstreamCancel | undefined;
   private release: (() => void) | undefined;
   /** Set at 'close': the status sent (499 if unfinished) and how long the request took. */
   private closed: { status: number; durationMs: number } | undefined;
@@ -133,8 +134,8 @@ class Exchange implements UpstreamAbort {
     res.once('close', this.onClose);
   }
 
-  upstreamAbort(): AbortController {
-    this.abort ??= new AbortController();
+  upstreamAbort(): UpstreamCancel {
+    this.abort ??= new UpstreamCancel();
     return this.abort;
   }
 

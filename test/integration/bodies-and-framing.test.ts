@@ -5,6 +5,7 @@ import { type HttpResult, rawHttp, send } from '../helpers/http.js';
 import { RawSession } from '../helpers/raw-socket.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { sample } from '../helpers/scrape.js';
+import { until } from '../helpers/until.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
 
 /**
@@ -75,14 +76,6 @@ async function gateway(overrides: Record<string, unknown>): Promise<Gateway> {
       ...overrides,
     }),
   });
-}
-
-async function until(predicate: () => boolean | Promise<boolean>, what: string, ms = 5000) {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 async function metric(gw: Gateway, name: string): Promise<number> {

@@ -2,6 +2,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { KeygateError } from '../../../src/errors.js';
 import { BoundedUpstreamClient } from '../../../src/forward/bounded-upstream.js';
+import { UpstreamCancel } from '../../../src/forward/upstream-cancel.js';
 import type { UpstreamClient, UpstreamRequest } from '../../../src/forward/upstream-client.js';
 
 /** An upstream whose requests stay open until the test settles them, one by one. */
@@ -25,7 +26,7 @@ const request: UpstreamRequest = {
   path: '/',
   headers: [],
   body: null,
-  signal: new AbortController().signal,
+  signal: new UpstreamCancel(),
 };
 const sink = () => new PassThrough();
 
