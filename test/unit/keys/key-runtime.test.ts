@@ -239,7 +239,8 @@ describe('confirmations and failures', () => {
 
   it('an event from another replica is applied once; a resync clears the cache and warns', async () => {
     const bus = new ScriptedBus(async () => ({ receivers: 0, confirmed: 0 }));
-    const r = replica({ store: new MemoryKeyStore(), bus });
+    const store = new MemoryKeyStore();
+    const r = replica({ store, bus });
     const issued = await cachedKey(r, r, 'acct');
     bus.onEvent?.({ kind: 'key', id: 'OTHERKEY0001' });
     expect(r.applied).toEqual([{ kind: 'key', id: 'OTHERKEY0001' }]);
@@ -249,9 +250,9 @@ describe('confirmations and failures', () => {
       'invalidation channel reconnected: verified-key cache cleared, keys are checked afresh',
     ]);
     // Cleared: the next verify is a miss that reads the store again.
-    const reads = r.runtime.verifier.stats.storeReads;
+    const reads = store.reads;
     await r.runtime.verifier.verify(issued.key, CALLER);
-    expect(r.runtime.verifier.stats.storeReads).toBe(reads + 1);
+    expect(store.reads).toBe(reads + 1);
   });
 
   it('hands the pool queue depth to the observer once, reading the live pool', () => {
