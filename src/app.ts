@@ -10,7 +10,6 @@ import type { Hasher } from './keys/hasher.js';
 import { createKeyRuntime } from './keys/key-runtime.js';
 import type { KeyService } from './keys/key-service.js';
 import { LastUsedRecorder } from './keys/last-used.js';
-import type { KeyVerifier } from './keys/verifier.js';
 import { createRequestHandler } from './pipeline/handle-request.js';
 import { createProxyListener } from './pipeline/http-listener.js';
 import { InflightLimit } from './policy/inflight-limit.js';
@@ -47,7 +46,6 @@ export interface App {
   readonly opsServer: Server;
   readonly lastUsed: LastUsedRecorder;
   readonly metrics: Metrics;
-  readonly verifier: KeyVerifier;
   readonly keys: KeyService;
   listen(port?: number, host?: string): Promise<AddressInfo>;
   /** The ops listener: /metrics, /healthz, /readyz. */
@@ -190,7 +188,6 @@ export function createApp(deps: AppDeps): App {
   return {
     server,
     opsServer,
-    verifier,
     keys,
     lastUsed,
     metrics,

@@ -20,3 +20,5 @@ export const ARGON2_RUNS = 'keygate_key_verify_duration_seconds_count';
 export const CACHE_MISSES = 'keygate_key_cache_events_total{event="miss"}';
 /** argon2 verifications waiting for a worker thread right now (the pool's queue). */
 export const QUEUE_DEPTH = 'keygate_key_verify_queue_depth';
+/** Invalidations this replica applied to its verifier (its own writes and other replicas'). */
+export const INVALIDATIONS = 'keygate_key_cache_events_total{event="invalidation"}';
