@@ -10,8 +10,6 @@ import type { Hasher } from './keys/hasher.js';
 import { createKeyRuntime } from './keys/key-runtime.js';
 import type { KeyService } from './keys/key-service.js';
 import { LastUsedRecorder } from './keys/last-used.js';
-import type { KeyVerifier } from './keys/verifier.js';
-import type { VerifyPool } from './keys/verify-pool.js';
 import { createRequestHandler } from './pipeline/handle-request.js';
 import { createProxyListener } from './pipeline/http-listener.js';
 import { InflightLimit } from './policy/inflight-limit.js';
@@ -48,12 +46,7 @@ export interface App {
   readonly opsServer: Server;
   readonly lastUsed: LastUsedRecorder;
   readonly metrics: Metrics;
-  readonly readiness: Readiness;
-  readonly verifier: KeyVerifier;
-  readonly pool: VerifyPool;
   readonly keys: KeyService;
-  readonly logger: Logger;
-  readonly store: KeyStore;
   listen(port?: number, host?: string): Promise<AddressInfo>;
   /** The ops listener: /metrics, /healthz, /readyz. */
   listenOps(port?: number, host?: string): Promise<AddressInfo>;
@@ -102,7 +95,7 @@ export function createApp(deps: AppDeps): App {
       watchQueueDepth: (read) => metrics.watchQueueDepth(read),
     },
   });
-  const { pool, verifier, service: keys } = runtime;
+  const { verifier, service: keys } = runtime;
   const lastUsed = new LastUsedRecorder({
     store,
     clock,
@@ -195,14 +188,9 @@ export function createApp(deps: AppDeps): App {
   return {
     server,
     opsServer,
-    verifier,
-    pool,
     keys,
-    logger,
-    store,
     lastUsed,
     metrics,
-    readiness,
     listen: (port = listen.port, host = listen.host) => listenOn(server, port, host),
     listenOps: (port = config.ops.port, host = config.ops.host) => listenOn(opsServer, port, host),
     shutdown,

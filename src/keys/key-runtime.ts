@@ -46,8 +46,6 @@ export interface KeyRuntimeOptions {
 }
 
 export interface KeyRuntime {
-  readonly pool: VerifyPool;
-  readonly hasher: Hasher;
   readonly verifier: KeyVerifier;
   readonly service: KeyService;
   /** Stops listening, closes the bus and the hasher. The store stays open: it is the caller's. */
@@ -128,8 +126,6 @@ export function createKeyRuntime(options: KeyRuntimeOptions): KeyRuntime {
     });
   }
   return {
-    pool,
-    hasher,
     verifier,
     service,
     async close() {

@@ -102,9 +102,6 @@ export class KeyVerifier {
   /** Bumped by every invalidation, so a verification that started before one is not used. */
   private epoch = 0;
 
-  /** Counters for tests and the benchmark: proof that cheap refusals stayed cheap. */
-  readonly stats = { storeReads: 0, argon2Calls: 0, argon2Skipped: 0, throttled: 0 };
-
   constructor(private readonly options: VerifierOptions) {
     this.verified = new TtlCache(options.maxEntries);
     this.refused = new TtlCache(options.maxEntries);
@@ -143,7 +140,6 @@ export class KeyVerifier {
     const proven = this.knownGood.get(digest, now) !== undefined;
     if (!proven && this.budget.exhausted(parsed.id, caller.clientAddress)) {
       // Before the store read: a spent budget makes every further guess cost nothing.
-      this.stats.throttled++;
       throw throttled();
     }
 
@@ -245,7 +241,6 @@ export class KeyVerifier {
     epoch: number,
   ): Promise<{ principal: Principal; expiresAt: number }> {
     const { store, clock } = this.options;
-    this.stats.storeReads++;
     const record = await store.getKey(id);
     if (record === null) return this.refuse(epoch, digest, 'invalid_key', id);
 
@@ -291,16 +286,12 @@ export class KeyVerifier {
     const known = this.knownGood.get(digest, this.options.clock.now());
     if (known !== undefined && known.keyId === record.id && known.hash === record.hash) {
       // Same key, same PHC string (salt included): argon2 would answer "yes" again.
-      this.stats.argon2Skipped++;
       return;
     }
     // Reserved before argon2 and checked atomically with it, so that concurrent forged keys
     // for one id cannot all pass the budget check before the first of them fails.
     const charge = this.budget.charge(record.id, clientAddress);
-    if (charge === null) {
-      this.stats.throttled++;
-      throw throttled();
-    }
+    if (charge === null) throw throttled();
     const { pool, hasher } = this.options;
     const started = performance.now();
     let ran = false;
@@ -308,7 +299,6 @@ export class KeyVerifier {
     try {
       matches = await pool.run(() => {
         ran = true;
-        this.stats.argon2Calls++;
         return hasher.verify(record.hash, key);
       });
     } catch (err) {

@@ -7,9 +7,6 @@ import { KeygateError } from '../errors.js';
 export class VerifyPool {
   private active = 0;
   private readonly waiting: Array<() => void> = [];
-  /** Highest queue depth ever seen: lets tests and the benchmark check the bound held. */
-  maxObservedQueue = 0;
-  shed = 0;
 
   constructor(
     private readonly concurrency: number,
@@ -25,9 +22,8 @@ export class VerifyPool {
     return this.active >= this.concurrency && this.waiting.length >= this.maxQueue;
   }
 
-  /** Counts and returns the refusal for a job that is not run (the caller saw `saturated`). */
+  /** The refusal for a job that is not run (the caller saw `saturated`). */
   shedNow(): KeygateError {
-    this.shed++;
     return new KeygateError(
       'verify_overloaded',
       'too many key verifications in progress; retry shortly',
@@ -39,8 +35,6 @@ export class VerifyPool {
       if (this.waiting.length >= this.maxQueue) throw this.shedNow();
       await new Promise<void>((resolve) => {
         this.waiting.push(resolve);
-        if (this.waiting.length > this.maxObservedQueue)
-          this.maxObservedQueue = this.waiting.length;
       });
     } else {
       this.active++;

@@ -1,4 +1,3 @@
-import type { CredentialSource } from '../credentials/extract.js';
 import type { KeygateError } from '../errors.js';
 import type { Admission, Refusal } from './admission.js';
 
@@ -61,8 +60,4 @@ export function routeOf(outcome: Outcome): string {
   const a = outcome.admission;
   if (!a.admitted) return a.route ?? 'none';
   return a.target.kind === 'forward' ? a.target.route.name : a.target.kind;
-}
-
-export function credentialOf(outcome: Outcome): CredentialSource | undefined {
-  return outcome.admission.credential;
 }

@@ -18,3 +18,7 @@ export async function sample(gw: HasMetrics, key: string): Promise<number> {
 export const ARGON2_RUNS = 'keygate_key_verify_duration_seconds_count';
 /** Look-ups that got past the verified-key cache (each reads the store unless throttled). */
 export const CACHE_MISSES = 'keygate_key_cache_events_total{event="miss"}';
+/** argon2 verifications waiting for a worker thread right now (the pool's queue). */
+export const QUEUE_DEPTH = 'keygate_key_verify_queue_depth';
+/** Invalidations this replica applied to its verifier (its own writes and other replicas'). */
+export const INVALIDATIONS = 'keygate_key_cache_events_total{event="invalidation"}';

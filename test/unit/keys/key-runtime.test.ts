@@ -35,7 +35,12 @@ interface Replica {
   queueDepth: (() => number) | undefined;
 }
 
-function replica(options: { store: KeyStore; bus: InvalidationBus; subscribe?: boolean }): Replica {
+function replica(options: {
+  store: KeyStore;
+  bus: InvalidationBus;
+  subscribe?: boolean;
+  hasher?: FastHasher;
+}): Replica {
   const applied: Invalidation[] = [];
   const events: string[] = [];
   const warnings: string[] = [];
@@ -52,7 +57,7 @@ function replica(options: { store: KeyStore; bus: InvalidationBus; subscribe?: b
     store: options.store,
     bus: options.bus,
     clock: new FakeClock(),
-    hasher: new FastHasher(),
+    hasher: options.hasher ?? new FastHasher(),
     log,
     subscribe: options.subscribe ?? true,
     observer: {
@@ -239,7 +244,8 @@ describe('confirmations and failures', () => {
 
   it('an event from another replica is applied once; a resync clears the cache and warns', async () => {
     const bus = new ScriptedBus(async () => ({ receivers: 0, confirmed: 0 }));
-    const r = replica({ store: new MemoryKeyStore(), bus });
+    const store = new MemoryKeyStore();
+    const r = replica({ store, bus });
     const issued = await cachedKey(r, r, 'acct');
     bus.onEvent?.({ kind: 'key', id: 'OTHERKEY0001' });
     expect(r.applied).toEqual([{ kind: 'key', id: 'OTHERKEY0001' }]);
@@ -249,14 +255,33 @@ describe('confirmations and failures', () => {
       'invalidation channel reconnected: verified-key cache cleared, keys are checked afresh',
     ]);
     // Cleared: the next verify is a miss that reads the store again.
-    const reads = r.runtime.verifier.stats.storeReads;
+    const reads = store.reads;
     await r.runtime.verifier.verify(issued.key, CALLER);
-    expect(r.runtime.verifier.stats.storeReads).toBe(reads + 1);
+    expect(store.reads).toBe(reads + 1);
   });
 
-  it('hands the pool queue depth to the observer once, reading the live pool', () => {
-    const r = replica({ store: new MemoryKeyStore(), bus: new LocalInvalidationBus() });
-    expect(r.queueDepth?.()).toBe(r.runtime.pool.queueDepth);
+  it('hands the observer a live read of the argon2 queue (keygate_key_verify_queue_depth)', async () => {
+    const hasher = new FastHasher();
+    const r = replica({ store: new MemoryKeyStore(), bus: new LocalInvalidationBus(), hasher });
+    await r.runtime.service.createAccount(TEST_ACTOR, { name: 'acct', role: 'member' });
+    const issued = [];
+    for (let i = 0; i < 5; i++)
+      issued.push(await r.runtime.service.createKey(TEST_ACTOR, 'acct', { description: 't' }));
+    expect(r.queueDepth?.()).toBe(0);
+    // Hold argon2: with verifyConcurrency 2, five new keys are two running and three waiting.
+    let release!: () => void;
+    hasher.gate = new Promise((resolve) => {
+      release = resolve;
+    });
+    const pending = issued.map((k) => r.runtime.verifier.verify(k.key, CALLER));
+    for (let i = 0; i < 100 && hasher.verifyCalls < 2; i++)
+      await new Promise((resolve) => setImmediate(resolve));
+    expect(hasher.verifyCalls).toBe(2);
+    expect(r.queueDepth?.()).toBe(3);
+    hasher.gate = undefined;
+    release();
+    await Promise.all(pending);
+    expect(r.queueDepth?.()).toBe(0);
   });
 });
 
