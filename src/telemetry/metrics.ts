@@ -147,13 +147,16 @@ export class Metrics {
       // prom-client's Registry reads only name, help, type and get() (see hot-metrics.ts).
       this.registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
     }
-    const keyCacheEvents = new Counter({
-      name: 'keygate_key_cache_events_total',
-      help: 'Verified-key cache events: hit, miss, negative_hit, fill, fill_discarded, invalidation, clear.',
-      labelNames: ['event'],
-      registers,
-    });
-    this.cacheChild = childCache((event) => keyCacheEvents.labels({ event }));
+    // A cache hit is counted on every request with a cached key: a hot counter too.
+    const keyCacheEvents = new HotCounter(
+      'keygate_key_cache_events_total',
+      'Verified-key cache events: hit, miss, negative_hit, fill, fill_discarded, invalidation, clear.',
+      ['event'],
+    );
+    this.registry.registerMetric(
+      keyCacheEvents as unknown as Parameters<Registry['registerMetric']>[0],
+    );
+    this.cacheChild = (event) => keyCacheEvents.child(event);
     this.keyVerifyDuration = new Histogram({
       name: 'keygate_key_verify_duration_seconds',
       help: 'argon2id verification time, queueing in the bounded pool included.',
