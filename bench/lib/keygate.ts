@@ -6,8 +6,11 @@ import type { Config } from '../../src/config/schema.js';
 import { testConfig } from '../../test/helpers/gateway.js';
 import { type Server, startServer } from './measure.js';
 
-/** Node flags keygate runs with in its image (the Dockerfile's ENTRYPOINT). */
-export const DEPLOYED_NODE_ARGS = ['--max-semi-space-size=4'];
+/**
+ * Node flags keygate runs with in its image (the Dockerfile's ENTRYPOINT): none. A 4 MB
+ * semi-space was tried and measured at +13 % CPU per request for 17 MB less RSS under load.
+ */
+export const DEPLOYED_NODE_ARGS: string[] = [];
 
 export interface BenchKeygate {
   server: Server;

@@ -90,7 +90,7 @@ describe('Dockerfile', () => {
     expect(runtime.lines).toContain('EXPOSE 8080 9464');
     expect(dockerfile).not.toMatch(/^\s*HEALTHCHECK/m);
     expect(runtime.lines.find((l) => l.startsWith('ENTRYPOINT'))).toBe(
-      'ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/dist/cli.js"]',
+      'ENTRYPOINT ["node", "/app/dist/cli.js"]',
     );
     expect(runtime.lines.find((l) => l.startsWith('CMD'))).toBe('CMD ["serve"]');
     // The only writable place is /data (a volume), owned by that user.
