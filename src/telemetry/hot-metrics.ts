@@ -45,7 +45,7 @@ export class HotCounter {
 
   /** The slot for these label values (in labelNames order), made on first use. */
   child(...values: string[]): CounterSlot {
-    const key = keyOf(values);
+    const key = values.length === 1 ? (values[0] as string) : keyOf(values);
     let slot = this.children.get(key);
     if (slot === undefined) {
       slot = new CounterSlot(labelsOf(this.labelNames, values));
@@ -107,7 +107,7 @@ export class HotHistogram {
   ) {}
 
   child(...values: string[]): HistogramSlot {
-    const key = keyOf(values);
+    const key = values.length === 1 ? (values[0] as string) : keyOf(values);
     let slot = this.children.get(key);
     if (slot === undefined) {
       slot = new HistogramSlot(labelsOf(this.labelNames, values), this.bounds);

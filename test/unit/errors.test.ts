@@ -36,3 +36,18 @@ describe('error registry', () => {
     expect(errorHeaders(new KeygateError(code, 'x'))).toEqual(headers);
   });
 });
+
+describe('KeygateError carries no stack', () => {
+  it('captures no frames (a refusal is an answer, not a bug) and leaves the global limit as it was', () => {
+    const before = Error.stackTraceLimit;
+    const refusal = new KeygateError('invalid_key', 'nope');
+    expect(refusal.stack?.split('\n')).toEqual(['KeygateError: nope']);
+    expect(Error.stackTraceLimit).toBe(before);
+    // Ordinary errors made afterwards still have their frames.
+    expect(new Error('bug').stack?.split('\n').length).toBeGreaterThan(1);
+    // A cause keeps its own stack for the log.
+    const cause = new Error('socket hang up');
+    const wrapped = new KeygateError('internal_error', 'internal error', { cause });
+    expect((wrapped.cause as Error).stack).toContain('errors.test.ts');
+  });
+});
