@@ -22,6 +22,8 @@
  * masked, and a skip-ahead check first (the common case for the access line on every request).
  */
 
+const BACKSLASH = 92;
+
 /** Shortest run that is masked: a key's secret without its checksum. */
 const SECRET_RUN = 43;
 export const REDACTED = '[REDACTED]';
@@ -46,7 +48,14 @@ export function maskSecretRuns(text: string): string {
       if (runStart < 0) runStart = i;
     } else if (runStart >= 0) {
       if (i - runStart >= SECRET_RUN) {
-        out = `${out ?? ''}${text.slice(copied, runStart)}${REDACTED}`;
+        // `\` is a run character, so a run can end in the backslash of a JSON escape whose
+        // other half is not (`\"`): masking that backslash would unescape the quote and let a
+        // client cut its own log line short (`/AAA…A"}`). An odd number of trailing
+        // backslashes means the last one escapes what follows: keep that one.
+        let slashes = 0;
+        while (slashes < i - runStart && text.charCodeAt(i - 1 - slashes) === BACKSLASH) slashes++;
+        const keep = slashes % 2 === 1 ? '\\' : '';
+        out = `${out ?? ''}${text.slice(copied, runStart)}${REDACTED}${keep}`;
         copied = i;
       }
       runStart = -1;

@@ -216,6 +216,49 @@ describe('access line (hand-built JSON)', () => {
   });
 });
 
+describe('a client cannot cut its access line short', () => {
+  // A run of 42 run characters and then `"`: JSON.stringify writes `\"`, the backslash extends
+  // the run to 43, and masking it once unescaped the quote, ending the path string early
+  // (found in review). The path is the client's request target, so no key is needed.
+  const edge = fc
+    .tuple(
+      fc.integer({ min: 30, max: 60 }),
+      fc.constantFrom('"', '\\"', '\\\\"', '"}', '"},"x":1', '\\', '\n"'),
+      fc.string({ maxLength: 8 }),
+    )
+    .map(([n, tail, rest]) => `/${'A'.repeat(n)}${tail}${rest}`);
+
+  it('a path like /AAA…A"},"x":1 still gives one well-formed line with every field', () => {
+    fc.assert(
+      fc.property(edge, fc.constantFrom(jsonAccessLog, loggerAccessLog), (path, make) => {
+        const line = lineOf(make, {
+          request_id: 'r1',
+          method: 'GET',
+          path,
+          route: 'none',
+          status: 401,
+          duration_ms: 1,
+          account: undefined,
+          key_id: undefined,
+          key_proven: undefined,
+          credential: undefined,
+          decision: 'deny',
+          error: 'missing_credentials',
+          upstream_status: undefined,
+          upstream_ms: undefined,
+          remote: '127.0.0.1',
+        });
+        const fields = JSON.parse(line) as Record<string, unknown>;
+        expect(fields).toMatchObject({ status: 401, decision: 'deny', remote: '127.0.0.1' });
+        expect(fields).not.toHaveProperty('x');
+        // Still masked: an independent check, not the masking code's own scan.
+        expect(line).not.toMatch(/[0-9A-Za-z%\\]{43,}/);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
 describe('BatchedLineStream', () => {
   it('keeps lines in order across batches, the timer, flush and flushSync', async () => {
     const { BatchedLineStream } = await import('../../../src/telemetry/batched-stream.js');

@@ -228,3 +228,34 @@ describe('masking: the skip-ahead scan matches the plain definition', () => {
     }
   });
 });
+
+describe('masking keeps JSON well-formed', () => {
+  // `\` is a run character: a run may end in the backslash of an escape whose second half is
+  // not (`\"`). Whatever the string, its JSON form masked must still parse, and hold no run of
+  // 43 or more (checked with a regex, not the scan under test).
+  const tricky = fc.oneof(
+    fc.string({
+      unit: fc.constantFrom('A', '9', '%', '\\', '"', '}', ',', ' ', '\n'),
+      maxLength: 160,
+    }),
+    fc
+      .tuple(fc.integer({ min: 38, max: 48 }), fc.constantFrom('"', '\\"', '\\\\"', '"}'))
+      .map(([n, tail]) => 'A'.repeat(n) + tail),
+  );
+
+  it('JSON.parse(maskSecretRuns(JSON.stringify(s))) never throws and leaves no long run', () => {
+    fc.assert(
+      fc.property(tricky, (s) => {
+        const masked = maskSecretRuns(JSON.stringify({ v: s }));
+        expect(() => JSON.parse(masked)).not.toThrow();
+        expect(masked).not.toMatch(/[0-9A-Za-z%\\]{43,}/);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('keeps the escaping backslash of a quote that follows a masked run', () => {
+    const json = JSON.stringify({ path: `/${'A'.repeat(42)}"},"x":1` });
+    expect(JSON.parse(maskSecretRuns(json))).toEqual({ path: '/[REDACTED]"},"x":1' });
+  });
+});
