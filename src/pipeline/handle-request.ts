@@ -9,7 +9,7 @@ import { type AdmitDeps, admit } from './admit.js';
 import { type DispatchDeps, dispatch, type UpstreamAbort } from './dispatch.js';
 import { observe } from './observe.js';
 import type { Dispatched } from './outcome.js';
-import { sendError } from './send-error.js';
+import { asKeygateError, sendError } from './send-error.js';
 
 export interface PipelineDeps extends AdmitDeps, DispatchDeps {
   logger: Logger;
@@ -60,15 +60,22 @@ export function createRequestHandler(deps: PipelineDeps): RequestPipeline {
       exchange.settle(admission, LEFT);
       return;
     }
-    const dispatched = await dispatch(
-      deps,
-      admission,
-      req,
-      res,
-      exchange.requestId,
-      exchange.remoteAddress,
-      exchange,
-    );
+    let dispatched: Dispatched;
+    try {
+      dispatched = await dispatch(
+        deps,
+        admission,
+        req,
+        res,
+        exchange.requestId,
+        exchange.remoteAddress,
+        exchange,
+      );
+    } catch (err) {
+      // Every target reports its outcome as a value; a throw here is a bug. Fail closed all
+      // the same: a 500 for the client, the request observed, its slot freed.
+      dispatched = { ...LEFT, error: asKeygateError(err) };
+    }
     if (dispatched.error !== undefined) {
       answerWithError(deps, req, res, dispatched.error, exchange.requestId);
     }

@@ -49,11 +49,10 @@ export function verdictOf(outcome: Outcome): Verdict {
     return { decision: a.error.status >= 500 ? 'error' : 'deny', auth: code, error: code };
   }
   const d = outcome.dispatched;
-  return {
-    decision: d?.upstreamFailed ? 'error' : 'allow',
-    auth: 'allow',
-    error: d?.error?.code,
-  };
+  // Allowed, but answered with a 5xx (no upstream answer, or keygate failed): an error, not
+  // an allow. A 4xx after admission (a stalled body: 408) is still the client's doing.
+  const failed = d !== undefined && (d.upstreamFailed || (d.error?.status ?? 0) >= 500);
+  return { decision: failed ? 'error' : 'allow', auth: 'allow', error: d?.error?.code };
 }
 
 export function routeOf(outcome: Outcome): string {

@@ -68,8 +68,10 @@ export function accessLogger(logger: Logger): Logger {
 
 /**
  * Masks every secret-like run (see mask-secrets.ts) in a serialised log line: a key in any
- * field, any surroundings, raw or percent-encoded. pino escapes only `"`, `\\` and control
- * characters, none of which is a base62 character, so a key's secret is never split by it.
+ * field, any surroundings, raw or percent-encoded. JSON escaping only adds `\\` and other run
+ * characters, so it can only lengthen a run, never split a secret; a run that ends in the
+ * backslash of an escaped quote keeps that backslash (see maskSecretRuns), so the line stays
+ * well-formed JSON.
  */
 export function maskKeys(line: string): string {
   return maskSecretRuns(line);
