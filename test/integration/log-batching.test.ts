@@ -28,7 +28,8 @@ function child(script: string, until: (lines: string[]) => boolean): Promise<str
       out += chunk;
       if (until(lines())) done(lines());
     });
-    proc.once('exit', () => done(lines()));
+    // 'close', not 'exit': stdout may still hold data when the process has exited.
+    proc.once('close', () => done(lines()));
   });
 }
 
