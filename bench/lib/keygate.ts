@@ -1,9 +1,10 @@
 import { writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Config } from '../../src/config/schema.js';
 import { testConfig } from '../../test/helpers/gateway.js';
+import { freePort } from '../../test/helpers/redis-server.js';
 import { type Server, startServer } from './measure.js';
 
 /**
@@ -80,17 +81,6 @@ export async function startKeygate(options: {
     opsPort: Number(/"ops":"[^"]*:(\d+)"/.exec(server.readyLine)?.[1]),
     config: testConfig(options.upstreamUrl, settings),
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function accepts(port: number): Promise<boolean> {

@@ -1,8 +1,8 @@
 /**
  * The counter and histogram of the request path. prom-client hashes a metric's label object on
  * every inc/observe, even through a pre-bound child, so the per-request metrics keep their
- * numbers in plain slots instead: a child is looked up once per label combination and then
- * counted with a field increment. prom-client still renders them: each class implements the
+ * numbers in plain slots instead: counting is a Map look-up by the label values and a field
+ * increment. prom-client still renders them: each class implements the
  * `get()` its Registry reads (name, help, type, values), so the exposition text, escaping and
  * content type are prom-client's own.
  */
@@ -24,6 +24,30 @@ interface MetricValue {
   metricName?: string;
 }
 
+/** One slot per label combination, made on first use; insertion order is render order. */
+class Children<S> {
+  private readonly slots = new Map<string, S>();
+
+  constructor(
+    private readonly labelNames: readonly string[],
+    private readonly make: (labels: Record<string, string>) => S,
+  ) {}
+
+  get(values: readonly string[]): S {
+    const key = values.length === 1 ? (values[0] as string) : keyOf(values);
+    let slot = this.slots.get(key);
+    if (slot === undefined) {
+      slot = this.make(labelsOf(this.labelNames, values));
+      this.slots.set(key, slot);
+    }
+    return slot;
+  }
+
+  all(): IterableIterator<S> {
+    return this.slots.values();
+  }
+}
+
 export class CounterSlot {
   value = 0;
   constructor(readonly labels: Record<string, string>) {}
@@ -35,29 +59,24 @@ export class CounterSlot {
 export class HotCounter {
   readonly type = 'counter';
   readonly aggregator = 'sum';
-  private readonly children = new Map<string, CounterSlot>();
+  private readonly children: Children<CounterSlot>;
 
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly labelNames: readonly string[],
-  ) {}
+    labelNames: readonly string[],
+  ) {
+    this.children = new Children(labelNames, (labels) => new CounterSlot(labels));
+  }
 
   /** The slot for these label values (in labelNames order), made on first use. */
   child(...values: string[]): CounterSlot {
-    const key = values.length === 1 ? (values[0] as string) : keyOf(values);
-    let slot = this.children.get(key);
-    if (slot === undefined) {
-      slot = new CounterSlot(labelsOf(this.labelNames, values));
-      this.children.set(key, slot);
-    }
-    return slot;
+    return this.children.get(values);
   }
 
   async get() {
     const values: MetricValue[] = [];
-    for (const slot of this.children.values())
-      values.push({ labels: slot.labels, value: slot.value });
+    for (const slot of this.children.all()) values.push({ labels: slot.labels, value: slot.value });
     return {
       name: this.name,
       help: this.help,
@@ -97,28 +116,24 @@ export class HistogramSlot {
 export class HotHistogram {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
-  private readonly children = new Map<string, HistogramSlot>();
+  private readonly children: Children<HistogramSlot>;
 
   constructor(
     readonly name: string,
     readonly help: string,
-    private readonly labelNames: readonly string[],
+    labelNames: readonly string[],
     private readonly bounds: readonly number[],
-  ) {}
+  ) {
+    this.children = new Children(labelNames, (labels) => new HistogramSlot(labels, bounds));
+  }
 
   child(...values: string[]): HistogramSlot {
-    const key = values.length === 1 ? (values[0] as string) : keyOf(values);
-    let slot = this.children.get(key);
-    if (slot === undefined) {
-      slot = new HistogramSlot(labelsOf(this.labelNames, values), this.bounds);
-      this.children.set(key, slot);
-    }
-    return slot;
+    return this.children.get(values);
   }
 
   async get() {
     const values: MetricValue[] = [];
-    for (const slot of this.children.values()) {
+    for (const slot of this.children.all()) {
       let cumulative = 0;
       this.bounds.forEach((le, i) => {
         cumulative += slot.counts[i] ?? 0;
