@@ -41,20 +41,17 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   );
 }
 
-let stdout: BatchedLineStream | undefined;
-
 /**
  * stdout as keygate writes it: asynchronous, batched, bounded, flushed every LOG_FLUSH_MS.
- * One per process (stdout is one), so loggers made without a destination share its order,
- * its timer and its exit hook.
+ * The composition root (serve.ts) makes one logger on it for the whole process, so every line
+ * shares one stream and keeps its order; nothing here holds it globally.
  */
-export function stdoutDestination(): DestinationStream {
-  stdout ??= new BatchedLineStream(
+function stdoutDestination(): DestinationStream {
+  return new BatchedLineStream(
     pino.destination({ dest: 1, sync: false, maxLength: MAX_LOG_BUFFER_BYTES }),
     LOG_BATCH_CHARS,
     LOG_FLUSH_MS,
   );
-  return stdout;
 }
 
 /**
