@@ -48,7 +48,10 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
  */
 function stdoutDestination(): DestinationStream {
   return new BatchedLineStream(
-    pino.destination({ dest: 1, sync: false, maxLength: MAX_LOG_BUFFER_BYTES }),
+    // minLength 1, not 0: each batch is still written at once, but sonic-boom's flush(cb) then
+    // waits for the write in flight ('drain') instead of calling back at once, so shutdown's
+    // awaited logger.flush() means the lines are out (minLength 0 made it a no-op).
+    pino.destination({ dest: 1, sync: false, minLength: 1, maxLength: MAX_LOG_BUFFER_BYTES }),
     LOG_BATCH_CHARS,
     LOG_FLUSH_MS,
   );
