@@ -14,6 +14,7 @@ import { openStore } from '../src/store/open-store.js';
 import { startMockAggregator } from './mock-aggregator.js';
 
 const config = loadConfig();
+if (config.upstream === undefined) throw new Error('the demo needs an upstream (mode proxy)');
 const upstreamUrl = new URL(config.upstream.url);
 const aggregator = await startMockAggregator(Number(upstreamUrl.port || 80), upstreamUrl.hostname);
 

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
 import type { Config } from './config/schema.js';
 import { BoundedUpstreamClient } from './forward/bounded-upstream.js';
+import { NO_UPSTREAM } from './forward/no-upstream.js';
 import { RequestHeaderBuilder, trustedProxyList } from './forward/request-headers.js';
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
 import { openUpstreamCredential } from './forward/upstream-credential.js';
@@ -75,10 +76,10 @@ export function createApp(deps: AppDeps): App {
   const logger = deps.logger ?? createLogger(config.log.level, deps.logDestination);
   const metrics = new Metrics({
     accountLabel: config.metrics.accountLabel,
-    credentialReloads: config.upstream.credential !== undefined,
+    credentialReloads: config.upstream?.credential !== undefined,
   });
   // Before any worker or timer: a missing or bad credential file is a config error (exit 2).
-  const upstreamCredential = openUpstreamCredential(config.upstream.credential, logger, metrics);
+  const upstreamCredential = openUpstreamCredential(config.upstream?.credential, logger, metrics);
   // Everything reads the store through this wrapper, which counts unreachable-store failures.
   const store = instrumentKeyStore(deps.store, (op) => metrics.storeFailed(op));
   const runtime = createKeyRuntime({
@@ -112,17 +113,22 @@ export function createApp(deps: AppDeps): App {
   void readiness.check();
 
   // The undici pool's own queue is unbounded: the wrapper answers 503 beyond connections + queue.
-  const upstream = new BoundedUpstreamClient(
-    deps.upstream ??
-      new UndiciUpstreamClient({
-        url: config.upstream.url,
-        connections: config.upstream.connections,
-        connectTimeoutMs: config.upstream.connectTimeoutMs,
-        timeoutMs: config.upstream.timeoutMs,
-      }),
-    config.upstream.connections + config.upstream.queue,
-  );
-  const upstreamUrl = new URL(config.upstream.url);
+  // No upstream (mode authz, DESIGN §13): no pool is built and nothing can be forwarded.
+  const upstreamConfig = config.upstream;
+  const upstream =
+    upstreamConfig === undefined
+      ? NO_UPSTREAM
+      : new BoundedUpstreamClient(
+          deps.upstream ??
+            new UndiciUpstreamClient({
+              url: upstreamConfig.url,
+              connections: upstreamConfig.connections,
+              connectTimeoutMs: upstreamConfig.connectTimeoutMs,
+              timeoutMs: upstreamConfig.timeoutMs,
+            }),
+          upstreamConfig.connections + upstreamConfig.queue,
+        );
+  const basePath = upstreamConfig === undefined ? '/' : new URL(upstreamConfig.url).pathname;
   const pipeline = createRequestHandler({
     verifier,
     routes: new RouteTable(config.routes),
@@ -130,15 +136,17 @@ export function createApp(deps: AppDeps): App {
       config.identityHeaders,
       trustedProxyList(config.trustedProxies),
       config.trustedProxies.length > 0,
-      config.upstream.dropHeaders,
+      upstreamConfig?.dropHeaders ?? [],
       upstreamCredential,
     ),
     upstream,
     logger,
     accessLog: jsonAccessLog(logger),
     metrics,
-    upstreamBasePath: upstreamUrl.pathname === '/' ? '' : upstreamUrl.pathname.replace(/\/$/, ''),
-    stripPrefix: config.upstream.stripPrefix,
+    upstreamBasePath: basePath === '/' ? '' : basePath.replace(/\/$/, ''),
+    stripPrefix: upstreamConfig?.stripPrefix,
+    mode: config.mode,
+    authzAnswer: { identity: config.identityHeaders, cacheTtlMs: config.authz.cacheTtlMs },
     keyPrefix: config.keys.prefix,
     keys,
     lastUsed,

@@ -9,6 +9,8 @@ export const ERROR_STATUS = {
   credential_in_url: 400,
   credential_in_header: 400,
   body_not_allowed: 400,
+  invalid_original_request: 400,
+  conflicting_original_request: 400,
   missing_credentials: 401,
   invalid_key: 401,
   expired_key: 401,

@@ -43,7 +43,8 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
       listen: `${address.address}:${address.port}`,
       ops: `${ops.address}:${ops.port}`,
       store: store.kind,
-      upstream: redactUrl(config.upstream.url),
+      mode: config.mode,
+      upstream: config.upstream === undefined ? undefined : redactUrl(config.upstream.url),
     },
     'keygate listening',
   );

@@ -27,6 +27,7 @@ export class ConfigError extends Error {
 /** Env variables that override one config path each (what differs per deployment or is secret). */
 /** The config keys an override walks: a closed set, so indexing the raw config by them is safe. */
 type OverridePathKey =
+  | 'mode'
   | 'listen'
   | 'ops'
   | 'port'
@@ -45,6 +46,7 @@ const ENV_OVERRIDES: ReadonlyArray<{
   path: readonly OverridePathKey[];
   numeric?: boolean;
 }> = [
+  { env: 'KEYGATE_MODE', path: ['mode'] },
   { env: 'KEYGATE_PORT', path: ['listen', 'port'], numeric: true },
   { env: 'KEYGATE_OPS_PORT', path: ['ops', 'port'], numeric: true },
   { env: 'KEYGATE_UPSTREAM_URL', path: ['upstream', 'url'] },

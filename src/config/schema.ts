@@ -217,8 +217,22 @@ const credentialHeader = z
     }
   });
 
+/** What keygate does with a request (DESIGN §13): forward it, answer for a data plane, or both. */
+export const MODES = ['proxy', 'authz', 'both'] as const;
+export type Mode = (typeof MODES)[number];
+
 export const configSchema = z
   .strictObject({
+    mode: z.enum(MODES).default('proxy'),
+    authz: z
+      .strictObject({
+        /**
+         * How long the data plane may cache an allow (Cache-Control max-age). 0 → no-store:
+         * every request is asked, so a revocation applies to the very next one.
+         */
+        cacheTtl: duration.default(0),
+      })
+      .prefault({}),
     listen: z
       .strictObject({
         host: host.default('0.0.0.0'),
@@ -265,36 +279,39 @@ export const configSchema = z
         accountLabel: z.boolean().default(true),
       })
       .prefault({}),
-    upstream: z.strictObject({
-      url: upstreamUrl,
-      stripPrefix: z
-        .string()
-        .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, 'expected a path prefix such as /model')
-        .optional(),
-      connectTimeout: timeout.default(5000),
-      timeout: timeout.default(300_000),
-      connections: z.number().int().min(1).max(4096).default(128),
-      /** Requests that may wait for a free upstream connection; beyond it, 503 at once. */
-      queue: z.number().int().min(0).default(256),
-      /**
-       * More client headers never to forward, besides keygate's own list: names, or prefixes
-       * ending in "*" (e.g. "x-internal-*"). Compared case-insensitively, "_" read as "-".
-       */
-      dropHeaders: z
-        .array(
-          z
-            .string()
-            .regex(/^[A-Za-z0-9_-]+\*?$/, 'expected a header name or a prefix ending in "*"'),
-        )
-        .default([]),
-      /** keygate's own credential for the upstream, read from a mounted Secret (DESIGN §15). */
-      credential: z
-        .strictObject({
-          header: credentialHeader.default('X-API-KEY'),
-          file: z.string().min(1),
-        })
-        .optional(),
-    }),
+    upstream: z
+      .strictObject({
+        url: upstreamUrl,
+        stripPrefix: z
+          .string()
+          .regex(/^\/[A-Za-z0-9._~/-]*[^/]$/, 'expected a path prefix such as /model')
+          .optional(),
+        connectTimeout: timeout.default(5000),
+        timeout: timeout.default(300_000),
+        connections: z.number().int().min(1).max(4096).default(128),
+        /** Requests that may wait for a free upstream connection; beyond it, 503 at once. */
+        queue: z.number().int().min(0).default(256),
+        /**
+         * More client headers never to forward, besides keygate's own list: names, or prefixes
+         * ending in "*" (e.g. "x-internal-*"). Compared case-insensitively, "_" read as "-".
+         */
+        dropHeaders: z
+          .array(
+            z
+              .string()
+              .regex(/^[A-Za-z0-9_-]+\*?$/, 'expected a header name or a prefix ending in "*"'),
+          )
+          .default([]),
+        /** keygate's own credential for the upstream, read from a mounted Secret (DESIGN §15). */
+        credential: z
+          .strictObject({
+            header: credentialHeader.default('X-API-KEY'),
+            file: z.string().min(1),
+          })
+          .optional(),
+      })
+      // Required unless mode is authz (checked below): an authz-only keygate forwards nothing.
+      .optional(),
     trustedProxies: z.array(cidr).default([]),
     store: z
       .strictObject({
@@ -357,6 +374,22 @@ export const configSchema = z
       })
       .prefault({}),
   })
+  .superRefine(
+    (parsed, ctx) => {
+      // Run even when other keys have problems (refinements otherwise wait for a clean parse),
+      // so a missing upstream is reported with them, as it was while upstream was required.
+      // The value may then be partly invalid: read only what is checked, as unknown.
+      const { mode, upstream } = parsed as { mode?: unknown; upstream?: unknown };
+      if (upstream === undefined && (mode === 'proxy' || mode === 'both')) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['upstream'],
+          message: `required in mode "${mode}" (only mode "authz" forwards nothing)`,
+        });
+      }
+    },
+    { when: () => true },
+  )
   .superRefine((config, ctx) => {
     // A scope no role grants is almost always a typo, and would silently lock a route shut.
     const granted = new Set(Object.values(config.roles).flat());
@@ -371,7 +404,7 @@ export const configSchema = z
         }
       });
     });
-    const credential = config.upstream.credential;
+    const credential = config.upstream?.credential;
     if (credential !== undefined) {
       // keygate would set both: one would silently replace the other upstream.
       const clash = Object.values(config.identityHeaders).find(
@@ -407,7 +440,9 @@ export const configSchema = z
       'drainTimeout',
       'bodyIdleTimeout',
     ]),
-    upstream: withMsNames(c.upstream, ['connectTimeout', 'timeout']),
+    authz: withMsNames(c.authz, ['cacheTtl']),
+    upstream:
+      c.upstream === undefined ? undefined : withMsNames(c.upstream, ['connectTimeout', 'timeout']),
     store: { ...c.store, redis: withMsNames(c.store.redis, ['commandTimeout', 'connectTimeout']) },
     keys: {
       ...withMsNames(c.keys, ['cacheTtl', 'negativeCacheTtl']),

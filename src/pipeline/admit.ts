@@ -1,6 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import { ADMIN_ROUTE_NAME, admitAdmin } from '../admin/admin-target.js';
+import {
+  isAuthzUrl,
+  type OriginalRequest,
+  parseOriginalRequest,
+  refuseKeysInOriginalUrl,
+} from '../authz/original-request.js';
+import type { Mode } from '../config/schema.js';
 import { type CredentialSource, extractCredential } from '../credentials/extract.js';
+import { KeygateError } from '../errors.js';
 import type { RequestHeaderBuilder } from '../forward/request-headers.js';
 import { refuseMisplacedKeys } from '../keys/key-in-request.js';
 import { AttributedKeyRefusal } from '../keys/key-refusal.js';
@@ -27,6 +35,8 @@ export interface AdmitDeps {
   /** Path prefix of the upstream URL, prepended after stripPrefix is removed. */
   upstreamBasePath: string;
   stripPrefix: string | undefined;
+  /** proxy: forward; authz: answer /_keygate/authz only, forward nothing; both (DESIGN §13). */
+  mode: Mode;
 }
 
 /**
@@ -53,9 +63,21 @@ export function admit(
       httpVersion: req.httpVersion,
       rawHeaders: req.rawHeaders,
     });
+    const url = req.url ?? '';
+    // Only outside proxy mode does /_keygate/authz exist; in proxy mode it is the admin API's.
+    const asksAuthz = deps.mode !== 'proxy' && isAuthzUrl(url);
+    // A key in the original URL a data plane names is a key in the URL: the same refusal.
+    if (asksAuthz) refuseKeysInOriginalUrl(req.rawHeaders, deps.keyPrefix);
     // Before the credentials: a key in the URL or a forwarded header is refused whatever
     // the credential headers say (and whether or not they hold a valid key).
-    refuseMisplacedKeys(req.url ?? '', req.rawHeaders, deps.keyPrefix);
+    refuseMisplacedKeys(url, req.rawHeaders, deps.keyPrefix);
+    if (deps.mode === 'authz' && !asksAuthz && !isUnder(pathOf(url), KEYGATE_PREFIX)) {
+      // Nothing is forwarded in authz mode; refused before any argon2 is spent on it.
+      throw new KeygateError('not_found', 'keygate runs in authz mode: nothing is proxied');
+    }
+    const original = asksAuthz
+      ? parseOriginalRequest(req.method ?? 'GET', url, req.rawHeaders)
+      : undefined;
     const presented = extractCredential(req.rawHeaders);
     credential = presented.source;
     return admitKey(
@@ -66,6 +88,7 @@ export function admit(
       credential,
       framing.hasBody,
       expectsContinue,
+      original,
     );
   } catch (err) {
     return refusal(err, credential, undefined, undefined);
@@ -80,6 +103,7 @@ async function admitKey(
   credential: CredentialSource,
   hasBody: boolean,
   expectsContinue: boolean,
+  original: OriginalRequest | undefined,
 ): Promise<Admission | Refusal> {
   let principal: Principal | undefined;
   let route: string | undefined;
@@ -89,9 +113,26 @@ async function admitKey(
     });
     deps.lastUsed.mark(principal.keyId);
 
-    const path = normaliseTarget(req.url ?? '');
     let target: Target;
     let release: (() => void) | undefined;
+    if (original !== undefined) {
+      // The same normalisation, route table and scope check as a proxied request; the data
+      // plane carries the request, so no in-flight slot is held for it here.
+      const path = normaliseTarget(original.target);
+      const rule = deps.routes.require(original.method, path.path);
+      route = rule.name;
+      deps.routes.checkScopes(principal, rule);
+      return {
+        admitted: true,
+        credential,
+        principal,
+        target: { kind: 'authz', route: rule },
+        hasBody,
+        expectsContinue,
+        release: undefined,
+      };
+    }
+    const path = normaliseTarget(req.url ?? '');
     if (isUnder(path.path, KEYGATE_PREFIX)) {
       route = ADMIN_ROUTE_NAME;
       target = admitAdmin(principal, path.path);
@@ -130,6 +171,11 @@ function refusal(
         : undefined,
     route,
   };
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
 }
 
 function upstreamPath(deps: AdmitDeps, path: string): string {

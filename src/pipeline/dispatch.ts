@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { serveAdmin } from '../admin/admin-target.js';
+import { type AuthzAnswerConfig, answerAllow } from '../authz/authz-target.js';
 import { type ForwardDeps, forwardRequest } from '../forward/forward-request.js';
 import type { UpstreamCancel } from '../forward/upstream-cancel.js';
 import type { KeyService } from '../keys/key-service.js';
@@ -9,6 +10,8 @@ import { asKeygateError } from './send-error.js';
 
 export interface DispatchDeps extends ForwardDeps {
   keys: KeyService;
+  /** How an allowed authz question is answered (identity header names, cache TTL). */
+  authzAnswer: AuthzAnswerConfig;
 }
 
 const ANSWERED: Dispatched = {
@@ -62,6 +65,10 @@ export async function dispatch(
       } catch (err) {
         return { ...ANSWERED, error: asKeygateError(err) };
       }
+    case 'authz':
+      // Nothing is forwarded and no body is read: Node discards one the data plane sent.
+      answerAllow(res, deps.authzAnswer, admission.principal, requestId);
+      return ANSWERED;
     default:
       return unreachable(target);
   }

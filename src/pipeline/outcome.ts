@@ -58,5 +58,6 @@ export function verdictOf(outcome: Outcome): Verdict {
 export function routeOf(outcome: Outcome): string {
   const a = outcome.admission;
   if (!a.admitted) return a.route ?? 'none';
-  return a.target.kind === 'forward' ? a.target.route.name : a.target.kind;
+  // An authz answer is counted on the rule the original request matched, as proxy mode would.
+  return a.target.kind === 'admin' ? a.target.kind : a.target.route.name;
 }

@@ -1,4 +1,5 @@
 import type { AdminTarget } from '../admin/admin-target.js';
+import type { AuthzTarget } from '../authz/authz-target.js';
 import type { Route } from '../policy/route-table.js';
 
 /** An upstream-bound request: the route rule that admitted it and the path the upstream sees. */
@@ -13,4 +14,4 @@ export interface ForwardTarget {
  * Where an admitted request goes: a closed union, so every stage that switches on it is
  * checked to handle each kind (a new kind, e.g. `authz`, fails to compile until it is).
  */
-export type Target = ForwardTarget | AdminTarget;
+export type Target = ForwardTarget | AdminTarget | AuthzTarget;

@@ -15,6 +15,10 @@ const BROKEN: Array<[name: string, yaml: string, path: string, env?: Record<stri
   ['bad duration', `${UPSTREAM}keys: { cacheTtl: "30 seconds" }\n`, 'keys.cacheTtl'],
   ['unknown store type', `${UPSTREAM}store: { type: postgres }\n`, 'store.type'],
   ['missing upstream', 'listen: { port: 8080 }\n', 'upstream'],
+  ['unknown mode', `${UPSTREAM}mode: forward\n`, 'mode'],
+  ['bad mode from KEYGATE_MODE', UPSTREAM, 'mode', { KEYGATE_MODE: 'Authz' }],
+  ['mode both without an upstream', 'mode: both\n', 'upstream'],
+  ['bad authz.cacheTtl', 'mode: authz\nauthz: { cacheTtl: "-1s" }\n', 'authz.cacheTtl'],
   [
     'route scope no role grants',
     `${UPSTREAM}routes:\n  - { name: a, methods: [GET], path: /model/a, scopes: [raed] }\n`,

@@ -56,6 +56,8 @@ it('a stage that throws after admission: 500 internal_error, one access line, no
     isDraining: () => false,
     upstreamBasePath: '',
     stripPrefix: undefined,
+    mode: 'proxy',
+    authzAnswer: { identity: testConfig('http://127.0.0.1:1').identityHeaders, cacheTtlMs: 0 },
     keys: {} as KeyService,
     bodyIdleTimeoutMs: 1000,
   });

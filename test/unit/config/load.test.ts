@@ -54,10 +54,10 @@ describe('parseConfig', () => {
       maxInflightPerAccount: 64,
     });
     expect(config.ops).toEqual({ host: '127.0.0.1', port: 9464 });
-    expect(config.upstream.queue).toBe(256);
-    expect(config.upstream.dropHeaders).toEqual([]);
+    expect(config.upstream?.queue).toBe(256);
+    expect(config.upstream?.dropHeaders).toEqual([]);
     expect(config.keys.failureBudget).toEqual({ perKeyId: 10, perAddress: 30, windowMs: 60_000 });
-    expect(config.upstream.timeoutMs).toBe(300_000);
+    expect(config.upstream?.timeoutMs).toBe(300_000);
     expect(config.store.type).toBe('file');
     expect(config.keys.argon2).toEqual({ memoryCost: 19456, timeCost: 2, parallelism: 1 });
     expect(config.keys.cacheTtlMs).toBe(30_000);
@@ -86,7 +86,7 @@ describe('parseConfig', () => {
     });
     expect(config.listen.port).toBe(9000);
     expect(config.ops.port).toBe(9001);
-    expect(config.upstream.url).toBe('http://agg:9004');
+    expect(config.upstream?.url).toBe('http://agg:9004');
     expect(config.store.type).toBe('redis');
     expect(config.store.redis.url).toBe('redis://r:6379/1');
     expect(config.store.file.path).toBe('/data/k.json');

@@ -18,12 +18,12 @@ function problems(yaml: string, env: NodeJS.ProcessEnv = {}) {
 
 describe('upstream.credential', () => {
   it('is off unless configured', () => {
-    expect(parseConfig(URL_ONLY, 't').upstream.credential).toBeUndefined();
+    expect(parseConfig(URL_ONLY, 't').upstream?.credential).toBeUndefined();
   });
 
   it('defaults the header to X-API-KEY', () => {
     const config = parseConfig(withCredential('{ file: /etc/kubecost/token }'), 't');
-    expect(config.upstream.credential).toEqual({
+    expect(config.upstream?.credential).toEqual({
       header: 'X-API-KEY',
       file: '/etc/kubecost/token',
     });
@@ -31,14 +31,14 @@ describe('upstream.credential', () => {
 
   it('KEYGATE_UPSTREAM_CREDENTIAL_FILE alone turns it on with the default header', () => {
     const config = parseConfig(URL_ONLY, 't', { KEYGATE_UPSTREAM_CREDENTIAL_FILE: '/run/s/key' });
-    expect(config.upstream.credential).toEqual({ header: 'X-API-KEY', file: '/run/s/key' });
+    expect(config.upstream?.credential).toEqual({ header: 'X-API-KEY', file: '/run/s/key' });
   });
 
   it('the env variable overrides the file path and keeps the configured header', () => {
     const config = parseConfig(withCredential('{ header: Authorization, file: /a }'), 't', {
       KEYGATE_UPSTREAM_CREDENTIAL_FILE: '/b',
     });
-    expect(config.upstream.credential).toEqual({ header: 'Authorization', file: '/b' });
+    expect(config.upstream?.credential).toEqual({ header: 'Authorization', file: '/b' });
   });
 
   it('needs a file; unknown keys (a value inline) are refused', () => {
@@ -54,7 +54,7 @@ describe('upstream.credential', () => {
     'header %s is accepted',
     (header) => {
       const config = parseConfig(withCredential(`{ header: ${header}, file: /a }`), 't');
-      expect(config.upstream.credential?.header).toBe(header);
+      expect(config.upstream?.credential?.header).toBe(header);
     },
   );
 
