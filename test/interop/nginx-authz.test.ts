@@ -42,9 +42,7 @@ beforeAll(async () => {
     }),
   });
   reader = (await gw.issue('nginx-team', 'reader')).key;
-  nginx = await startNginx(() =>
-    shipped(`127.0.0.1:${gw.port}`, new URL(upstream.url).host),
-  );
+  nginx = await startNginx(() => shipped(`127.0.0.1:${gw.port}`, new URL(upstream.url).host));
   url = `http://127.0.0.1:${nginx.port}`;
 });
 
@@ -58,7 +56,9 @@ afterAll(async () => {
 describe('nginx auth_request in front of the Aggregator, keygate answering (shipped snippet)', () => {
   it('allowed: the Aggregator gets the request with keygate identity and without the key', async () => {
     upstream.reset();
-    const res = await send(url, '/model/allocation?window=1d', { headers: { 'x-api-key': reader } });
+    const res = await send(url, '/model/allocation?window=1d', {
+      headers: { 'x-api-key': reader },
+    });
     expect(res.status).toBe(200);
     expect(upstream.requests).toHaveLength(1);
     const seen = upstream.requests[0];
@@ -88,9 +88,9 @@ describe('nginx auth_request in front of the Aggregator, keygate answering (ship
     expect((await send(url, '/model/etl/run', { headers: { 'x-api-key': reader } })).status).toBe(
       403,
     );
-    expect((await send(url, '/model/not-a-route', { headers: { 'x-api-key': reader } })).status).toBe(
-      403,
-    );
+    expect(
+      (await send(url, '/model/not-a-route', { headers: { 'x-api-key': reader } })).status,
+    ).toBe(403);
     expect((await send(url, '/model/allocation')).status).toBe(401);
     expect(
       (await send(url, '/model/allocation', { headers: { 'x-api-key': `${reader}x` } })).status,
