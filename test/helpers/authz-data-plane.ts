@@ -1,0 +1,108 @@
+import { expect, it } from 'vitest';
+import { type Gateway, TEST_ACTOR } from './gateway.js';
+import { send } from './http.js';
+import type { RecordingUpstream } from './upstream.js';
+
+export interface DataPlaneUnderTest {
+  /** The data plane's own address (nginx, Caddy, …) in front of the recording Aggregator. */
+  url: string;
+  upstream: RecordingUpstream;
+  /** keygate in authz mode, answering the data plane. */
+  gw: Gateway;
+  account: string;
+  reader: string;
+}
+
+/**
+ * The cases every shipped authz snippet must pass in its real data plane (issue 12): allowed
+ * with keygate's identity and without the key, refusals (route, scope, no key, bad key) that
+ * never reach the Aggregator, forged identity headers in any spelling dropped, revocation at
+ * once. `keygateBodies`: the data plane passes keygate's JSON refusal through (Caddy does;
+ * nginx's auth_request answers with its own page).
+ */
+export function authzDataPlaneCases(
+  plane: () => DataPlaneUnderTest,
+  options: { keygateBodies: boolean },
+): void {
+  it('allowed: the Aggregator gets the request with keygate identity and without the key', async () => {
+    const { url, upstream, account, reader } = plane();
+    upstream.reset();
+    const res = await send(url, '/model/allocation?window=1d', {
+      headers: { 'x-api-key': reader },
+    });
+    expect(res.status).toBe(200);
+    expect(upstream.requests).toHaveLength(1);
+    const seen = upstream.requests[0];
+    expect(seen?.url).toBe('/model/allocation?window=1d');
+    expect(seen?.headers['x-keygate-account']).toBe(account);
+    expect(seen?.headers['x-keygate-role']).toBe('reader');
+    expect(seen?.headers['x-api-key']).toBeUndefined();
+    expect(JSON.stringify(seen?.rawHeaders)).not.toContain(reader);
+  });
+
+  it('Bearer and Basic credentials are stripped too', async () => {
+    const { url, upstream, reader } = plane();
+    upstream.reset();
+    const basic = Buffer.from(`${reader}:`).toString('base64');
+    for (const authorization of [`Bearer ${reader}`, `Basic ${basic}`]) {
+      expect((await send(url, '/model/assets', { headers: { authorization } })).status).toBe(200);
+    }
+    expect(upstream.requests).toHaveLength(2);
+    for (const seen of upstream.requests) {
+      expect(seen.headers.authorization).toBeUndefined();
+      expect(JSON.stringify(seen.rawHeaders)).not.toContain(reader);
+    }
+  });
+
+  it('refused by scope (403), route (403), no key and a bad key (401): the Aggregator sees nothing', async () => {
+    const { url, upstream, reader } = plane();
+    upstream.reset();
+    const cases = [
+      { path: '/model/etl/run', key: reader, status: 403, error: 'insufficient_scope' },
+      { path: '/model/not-a-route', key: reader, status: 403, error: 'route_not_allowed' },
+      { path: '/model/allocation', key: undefined, status: 401, error: 'missing_credentials' },
+      { path: '/model/allocation', key: `${reader}x`, status: 401, error: 'invalid_key' },
+    ];
+    for (const c of cases) {
+      const res = await send(url, c.path, c.key ? { headers: { 'x-api-key': c.key } } : {});
+      expect(res.status).toBe(c.status);
+      if (options.keygateBodies) expect(res.json.error).toBe(c.error);
+    }
+    expect(upstream.requests).toHaveLength(0);
+  });
+
+  it('forged identity headers from the client, in any spelling, never reach the Aggregator', async () => {
+    const { url, upstream, account, reader } = plane();
+    upstream.reset();
+    const res = await send(url, '/model/allocation', {
+      headers: {
+        'x-api-key': reader,
+        'X-Keygate-Account': 'root',
+        'X-KEYGATE-ROLE': 'admin',
+        'x-keygate-key-id': 'forged',
+        X_Keygate_Account: 'root',
+        x_keygate_role: 'admin',
+      },
+    });
+    expect(res.status).toBe(200);
+    const raw = upstream.requests[0]?.rawHeaders ?? [];
+    const identity = raw.filter((_, i) => i % 2 === 1 && /^x[-_]keygate/i.test(raw[i - 1] ?? ''));
+    // Exactly keygate's three (account, key id, role); none of the client's.
+    expect(identity).toHaveLength(3);
+    expect(identity).toContain(account);
+    expect(identity).toContain('reader');
+    for (const forged of ['root', 'admin', 'forged']) expect(identity).not.toContain(forged);
+  });
+
+  it('a revoked key is refused at once', async () => {
+    const { url, gw, account } = plane();
+    const revokedAccount = `${account}-revoked`;
+    const issued = await gw.issue(revokedAccount, 'reader');
+    const headers = { 'x-api-key': issued.key };
+    expect((await send(url, '/model/allocation', { headers })).status).toBe(200);
+    await gw.app.keys.revokeKey(TEST_ACTOR, revokedAccount, issued.id);
+    const after = await send(url, '/model/allocation', { headers });
+    expect(after.status).toBe(401);
+    if (options.keygateBodies) expect(after.json.error).toBe('revoked_key');
+  });
+}
