@@ -22,8 +22,13 @@ export interface DataPlaneUnderTest {
  */
 export function authzDataPlaneCases(
   plane: () => DataPlaneUnderTest,
-  options: { keygateBodies: boolean },
+  options: {
+    keygateBodies: boolean;
+    /** The path the Aggregator sees for a client path (ingress-nginx rewrites /model away). */
+    upstreamPath?: (clientPath: string) => string;
+  },
 ): void {
+  const upstreamPath = options.upstreamPath ?? ((p: string) => p);
   it('allowed: the Aggregator gets the request with keygate identity and without the key', async () => {
     const { url, upstream, account, reader } = plane();
     upstream.reset();
@@ -33,7 +38,7 @@ export function authzDataPlaneCases(
     expect(res.status).toBe(200);
     expect(upstream.requests).toHaveLength(1);
     const seen = upstream.requests[0];
-    expect(seen?.url).toBe('/model/allocation?window=1d');
+    expect(seen?.url).toBe(upstreamPath('/model/allocation?window=1d'));
     expect(seen?.headers['x-keygate-account']).toBe(account);
     expect(seen?.headers['x-keygate-role']).toBe('reader');
     expect(seen?.headers['x-api-key']).toBeUndefined();

@@ -1,0 +1,92 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authzDataPlaneCases } from '../helpers/authz-data-plane.js';
+import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
+import { send } from '../helpers/http.js';
+import { ingressNginxServerBlock } from '../helpers/ingress-nginx.js';
+import { type RunningNginx, startNginx } from '../helpers/nginx.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import { RecordingUpstream } from '../helpers/upstream.js';
+
+// The shipped Ingress, exactly as an operator applies it; the location ingress-nginx renders
+// from its annotations runs in a real nginx (test/helpers/ingress-nginx.ts says how it is built).
+const INGRESS = readFileSync(
+  new URL('../../deploy/authz/ingress-nginx/aggregator-ingress.yaml', import.meta.url),
+  'utf8',
+);
+
+let redis: RedisServer;
+let upstream: RecordingUpstream;
+let gw: Gateway;
+let nginx: RunningNginx;
+let reader: string;
+let url: string;
+
+beforeAll(async () => {
+  redis = await RedisServer.start();
+  upstream = await RecordingUpstream.start();
+  gw = await startGateway({
+    config: testConfig(upstream.url, {
+      mode: 'authz',
+      store: { type: 'redis', redis: { url: redis.url } },
+      trustedProxies: ['127.0.0.1/32'],
+    }),
+  });
+  reader = (await gw.issue('ingress-team', 'reader')).key;
+  nginx = await startNginx(() =>
+    ingressNginxServerBlock(INGRESS, {
+      keygate: `127.0.0.1:${gw.port}`,
+      aggregator: new URL(upstream.url).host,
+    }),
+  );
+  url = `http://127.0.0.1:${nginx.port}`;
+});
+
+afterAll(async () => {
+  await nginx?.stop();
+  await gw?.close();
+  await upstream?.close();
+  await redis?.destroy();
+});
+
+describe('ingress-nginx annotations in front of the Aggregator, keygate answering (shipped Ingress)', () => {
+  authzDataPlaneCases(() => ({ url, upstream, gw, account: 'ingress-team', reader }), {
+    keygateBodies: false,
+    // rewrite-target /$2: the Aggregator serves the API without Kubecost's /model prefix.
+    upstreamPath: (p) => p.replace(/^\/model/, ''),
+  });
+
+  it('keygate judges the path the client sent (/model/...), not the rewritten one', async () => {
+    upstream.reset();
+    // /model/etl/run is a write route: the reader is refused even though the Aggregator would
+    // see /etl/run, which matches no rule at all.
+    const res = await send(url, '/model/etl/run', { headers: { 'x-api-key': reader } });
+    expect(res.status).toBe(403);
+    expect(upstream.requests).toHaveLength(0);
+  });
+});
+
+describe('the ingress-nginx model refuses what the shipped Ingress must not rely on', () => {
+  it('snippet annotations, auth-keepalive and unreadable header names are errors', () => {
+    const targets = { keygate: '127.0.0.1:1', aggregator: '127.0.0.1:2' };
+    const withAnnotation = (line: string) =>
+      INGRESS.replace('  annotations:\n', `  annotations:\n    ${line}\n`);
+    expect(() =>
+      ingressNginxServerBlock(
+        withAnnotation(
+          'nginx.ingress.kubernetes.io/configuration-snippet: "more_clear_input_headers x;"',
+        ),
+        targets,
+      ),
+    ).toThrow(/snippet/);
+    expect(() =>
+      ingressNginxServerBlock(
+        withAnnotation('nginx.ingress.kubernetes.io/auth-keepalive: "10"'),
+        targets,
+      ),
+    ).toThrow(/not modelled/);
+    expect(() =>
+      ingressNginxServerBlock(INGRESS.replace('X-Keygate-Role,', 'X-Keygate Role,'), targets),
+    ).toThrow(/refuses header name/);
+  });
+});
