@@ -471,7 +471,7 @@ describe('config.mode authz (DESIGN §13): keygate without an upstream, ingress-
     objects.find((o) => o.kind === 'Ingress' && o.metadata.name === 'kg-keygate-aggregator') as
       | (K8sObject & Ingress)
       | undefined;
-  const failsWith = (values: object, ...messages: string[]) => {
+  const failsWith = (values: Record<string, unknown>, ...messages: string[]) => {
     const { ok, stderr } = render([writeTempConfig(values)]);
     expect(ok, 'rendered').toBe(false);
     for (const m of messages) expect(stderr).toContain(m);
@@ -479,7 +479,7 @@ describe('config.mode authz (DESIGN §13): keygate without an upstream, ingress-
   const redis = { redis: { existingSecret: { name: 'r', key: 'url' } } };
   /** NOTES.txt as helm install prints it: helm template never renders it, so a copy of the
    * chart renders the same text through tpl into a ConfigMap. */
-  const notes = (values: object): string => {
+  const notes = (values: Record<string, unknown>): string => {
     const dir = mkdtempSync(join(tmpdir(), 'keygate-chart-'));
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     cpSync(CHART, dir, { recursive: true });
