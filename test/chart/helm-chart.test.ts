@@ -1,8 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Ajv } from 'ajv';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { runCli, writeTempConfig } from '../helpers/cli.js';
 import { validateK8sObject } from '../helpers/k8s-validate.js';
@@ -435,5 +436,355 @@ describe('request limits and metrics options reach keygate.yaml', () => {
     const config = keygateYaml([join(CHART, 'ci/sentinel-values.yaml')]);
     expect(config.listen).toMatchObject({ bodyIdleTimeout: '15s', maxInflightPerAccount: 64 });
     expect(config.metrics).toEqual({ accountLabel: true });
+  });
+});
+
+describe('config.mode authz (DESIGN §13): keygate without an upstream, ingress-nginx in front of the Aggregator', () => {
+  const authz = join(CHART, 'ci/authz-values.yaml');
+  const withIngress = join(CHART, 'ci/authz-ingress-nginx-values.yaml');
+  const gateway = join(CHART, 'ci/gateway-values.yaml');
+  const keygateYaml = (objects: K8sObject[]) =>
+    (find(objects, 'ConfigMap') as never as { data: Record<string, string> }).data[
+      'keygate.yaml'
+    ] as string;
+  const configOf = (objects: K8sObject[]) =>
+    parse(keygateYaml(objects)) as Record<string, unknown> & {
+      authz?: Record<string, unknown>;
+    };
+  type Ingress = {
+    metadata: { name: string; annotations: Record<string, string> };
+    spec: {
+      ingressClassName?: string;
+      rules: Array<{
+        host: string;
+        http: {
+          paths: Array<{
+            path: string;
+            pathType: string;
+            backend: { service: { name: string; port: { number?: number; name?: string } } };
+          }>;
+        };
+      }>;
+    };
+  };
+  const aggregatorIngress = (objects: K8sObject[]) =>
+    objects.find((o) => o.kind === 'Ingress' && o.metadata.name === 'kg-keygate-aggregator') as
+      | (K8sObject & Ingress)
+      | undefined;
+  const failsWith = (values: Record<string, unknown>, ...messages: string[]) => {
+    const { ok, stderr } = render([writeTempConfig(values)]);
+    expect(ok, 'rendered').toBe(false);
+    for (const m of messages) expect(stderr).toContain(m);
+  };
+  const redis = { redis: { existingSecret: { name: 'r', key: 'url' } } };
+  /** NOTES.txt as helm install prints it: helm template never renders it, so a copy of the
+   * chart renders the same text through tpl into a ConfigMap. */
+  const notes = (values: Record<string, unknown>): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'keygate-chart-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    cpSync(CHART, dir, { recursive: true });
+    writeFileSync(
+      join(dir, 'notes-probe.txt'),
+      readFileSync(join(CHART, 'templates/NOTES.txt'), 'utf8'),
+    );
+    writeFileSync(
+      join(dir, 'templates/zz-notes-probe.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes-probe}\ndata:\n  notes: {{ tpl (.Files.Get "notes-probe.txt") . | toJson }}\n',
+    );
+    const result = spawnSync(
+      HELM,
+      ['template', 'kg', dir, '-n', 'kubecost', '-f', writeTempConfig(values)],
+      { encoding: 'utf8' },
+    );
+    expect(result.status, result.stderr).toBe(0);
+    const probe = parseAllDocuments(result.stdout)
+      .map((d) => d.toJS() as K8sObject | null)
+      .find((o) => o?.metadata.name === 'notes-probe') as never as { data: { notes: string } };
+    return probe.data.notes;
+  };
+
+  it('authz renders mode authz and no upstream in keygate.yaml, and never sets KEYGATE_MODE (the ConfigMap is the source)', () => {
+    for (const file of [authz, withIngress]) {
+      const { ok, objects, stderr } = render([file]);
+      expect(ok, stderr).toBe(true);
+      const config = configOf(objects);
+      expect(config.mode).toBe('authz');
+      // values.yaml has a default config.upstream: authz mode drops it whatever it says.
+      expect(config).not.toHaveProperty('upstream');
+      expect(keygateYaml(objects)).not.toContain('kubecost-aggregator');
+      expect(JSON.stringify(objects)).not.toContain('KEYGATE_MODE');
+    }
+    expect(configOf(render([authz]).objects).authz).toEqual({ cacheTtl: 0 });
+    expect(configOf(render([withIngress]).objects).authz).toEqual({ cacheTtl: '5s' });
+  });
+
+  it('proxy mode (the default) renders keygate.yaml as before: an upstream, no mode, no authz', () => {
+    const config = configOf(render([gateway]).objects);
+    expect(config).not.toHaveProperty('mode');
+    expect(config).not.toHaveProperty('authz');
+    expect(config.upstream).toMatchObject({ url: 'http://kubecost-aggregator:9004' });
+  });
+
+  it('config.mode both keeps the upstream and the mode, and `keygate config check` accepts it', async () => {
+    const values = writeTempConfig({ config: { mode: 'both', authz: { cacheTtl: '2s' } } });
+    const { ok, objects, stderr } = render([gateway, values]);
+    expect(ok, stderr).toBe(true);
+    const config = configOf(objects);
+    expect(config.mode).toBe('both');
+    expect(config.upstream).toMatchObject({ url: 'http://kubecost-aggregator:9004' });
+    const result = await runCli(['config', 'check', writeTempConfig(keygateYaml(objects))]);
+    expect(result.code, result.stderr).toBe(0);
+  });
+
+  it('the authz ConfigMap is refused by `keygate config check` once mode is taken out (it is what lets it run without an upstream)', async () => {
+    const text = keygateYaml(render([authz]).objects).replace(/^mode: authz\n/m, '');
+    expect(text).not.toContain('mode:');
+    const result = await runCli(['config', 'check', writeTempConfig(text)]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('upstream');
+  });
+
+  it('authz.ingressNginx: an Ingress for the Aggregator with exactly the two auth annotations, no snippet', () => {
+    const { ok, objects, stderr } = render([withIngress], ['-n', 'kubecost']);
+    expect(ok, stderr).toBe(true);
+    const ingress = aggregatorIngress(objects);
+    expect(ingress).toBeDefined();
+    const annotations = ingress?.metadata.annotations ?? {};
+    expect(annotations['nginx.ingress.kubernetes.io/auth-url']).toBe(
+      'http://kg-keygate.kubecost.svc.cluster.local:8080/_keygate/authz',
+    );
+    // Renamed identity headers (config.identityHeaders), then the two credential headers.
+    expect(annotations['nginx.ingress.kubernetes.io/auth-response-headers']).toBe(
+      'X-Kg-Account,X-Kg-Key,X-Kg-Role,Authorization,X-API-KEY',
+    );
+    expect(Object.keys(annotations).filter((k) => /snippet/i.test(k))).toEqual([]);
+    expect(annotations['nginx.ingress.kubernetes.io/proxy-read-timeout']).toBe('300');
+    expect(ingress?.spec.ingressClassName).toBe('nginx');
+    const path = ingress?.spec.rules[0]?.http.paths[0];
+    expect(path).toMatchObject({
+      path: '/model(/|$)(.*)',
+      pathType: 'ImplementationSpecific',
+      backend: { service: { name: 'kubecost-aggregator', port: { number: 9004 } } },
+    });
+    // The client-facing Ingress goes to the Aggregator, never to keygate (which forwards nothing).
+    expect(objects.filter((o) => o.kind === 'Ingress')).toHaveLength(1);
+  });
+
+  it('authz.ingressNginx with the default identity headers, another service port, a named Aggregator port', () => {
+    const values = writeTempConfig({
+      config: {
+        identityHeaders: {
+          account: 'X-Keygate-Account',
+          keyId: 'X-Keygate-Key-Id',
+          role: 'X-Keygate-Role',
+        },
+      },
+      service: { port: 80 },
+      authz: { ingressNginx: { aggregator: { serviceName: 'aggregator', port: 'tcp-api' } } },
+    });
+    const { ok, objects, stderr } = render([withIngress, values], ['-n', 'cost']);
+    expect(ok, stderr).toBe(true);
+    const ingress = aggregatorIngress(objects);
+    expect(ingress?.metadata.annotations).toMatchObject({
+      'nginx.ingress.kubernetes.io/auth-url':
+        'http://kg-keygate.cost.svc.cluster.local:80/_keygate/authz',
+      'nginx.ingress.kubernetes.io/auth-response-headers':
+        'X-Keygate-Account,X-Keygate-Key-Id,X-Keygate-Role,Authorization,X-API-KEY',
+    });
+    expect(ingress?.spec.rules[0]?.http.paths[0]?.backend.service).toEqual({
+      name: 'aggregator',
+      port: { name: 'tcp-api' },
+    });
+  });
+
+  it('without authz.ingressNginx.enabled no Aggregator Ingress is rendered', () => {
+    expect(aggregatorIngress(render([authz]).objects)).toBeUndefined();
+    expect(aggregatorIngress(render([gateway]).objects)).toBeUndefined();
+  });
+
+  it('NOTES in authz mode prints the two annotations to paste when the chart renders no Ingress', () => {
+    const text = notes({ ...redis, config: { mode: 'authz' } });
+    expect(text).toContain('authz mode');
+    expect(text).toContain(
+      'nginx.ingress.kubernetes.io/auth-url: "http://kg-keygate.kubecost.svc.cluster.local:8080/_keygate/authz"',
+    );
+    expect(text).toContain(
+      'nginx.ingress.kubernetes.io/auth-response-headers: "X-Keygate-Account,X-Keygate-Key-Id,X-Keygate-Role,Authorization,X-API-KEY"',
+    );
+    expect(text).not.toMatch(/snippet:/);
+    const enabled = notes({
+      ...redis,
+      config: { mode: 'authz' },
+      authz: { ingressNginx: { enabled: true } },
+    });
+    expect(enabled).toContain('kg-keygate-aggregator');
+    expect(enabled).not.toContain('auth-url:');
+    const proxy = notes(redis);
+    expect(proxy).not.toContain('auth-url');
+    expect(proxy).toContain('in front of http://kubecost-aggregator:9004');
+  });
+
+  it('NetworkPolicy in authz mode: no egress to the Aggregator, the proxy port only from the ingress controller namespace', () => {
+    type Policy = {
+      spec: {
+        ingress: Array<{ ports: Array<{ port: string | number }>; from?: unknown[] }>;
+        egress: Array<{ ports: Array<{ port: string | number }> }>;
+      };
+    };
+    const policyOf = (files: string[]) =>
+      find(render(files).objects, 'NetworkPolicy') as never as Policy;
+    const egressPorts = (p: Policy) => p.spec.egress.flatMap((r) => r.ports.map((x) => x.port));
+    const httpFrom = (p: Policy) =>
+      p.spec.ingress.find((r) => r.ports.some((x) => x.port === 'http'))?.from;
+    const authzPolicy = policyOf([authz]);
+    expect(egressPorts(authzPolicy)).not.toContain(9004);
+    expect(egressPorts(authzPolicy)).toEqual([53, 53, 6379, 26379]);
+    expect(httpFrom(authzPolicy)).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } },
+    ]);
+    // ingressFrom adds peers (e.g. admin API callers) beside the controller's namespace.
+    const admin = { podSelector: { matchLabels: { role: 'keygate-admin' } } };
+    const both = writeTempConfig({
+      networkPolicy: { ingressControllerNamespace: 'nginx-system', ingressFrom: [admin] },
+    });
+    expect(httpFrom(policyOf([authz, both]))).toEqual([
+      admin,
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'nginx-system' } } },
+    ]);
+    // Proxy mode is unchanged: the upstream egress rule, ingressFrom as given.
+    const proxyPolicy = policyOf([gateway]);
+    expect(egressPorts(proxyPolicy)).toContain(9004);
+    expect(httpFrom(proxyPolicy)).toEqual([
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } },
+    ]);
+    const proxyNoFrom = writeTempConfig({ networkPolicy: { ingressFrom: [] } });
+    expect(httpFrom(policyOf([gateway, proxyNoFrom]))).toBeUndefined();
+  });
+
+  it('authz mode keeps the probes, the Service and the ops port', () => {
+    const { objects } = render([authz]);
+    const service = find(objects, 'Service') as never as {
+      spec: { ports: Array<{ name: string; port: number }> };
+    };
+    expect(service.spec.ports.map((p) => [p.name, p.port])).toEqual([
+      ['http', 8080],
+      ['ops', 9464],
+    ]);
+    expect(configOf(objects).ops).toEqual({ host: '0.0.0.0', port: 9464 });
+  });
+
+  it('sidecar + config.mode authz fails with a clear message', () => {
+    failsWith(
+      { ...redis, mode: 'sidecar', config: { mode: 'authz' } },
+      'config.mode=authz needs mode=gateway',
+    );
+  });
+
+  it('proxy (or both) mode without an upstream fails with a clear message; authz does not need one', () => {
+    for (const mode of ['proxy', 'both']) {
+      failsWith(
+        { ...redis, config: { mode, upstream: null } },
+        `config.upstream.url is required in config.mode=${mode}`,
+      );
+    }
+    failsWith({ ...redis, config: { upstream: { url: '' } } }, 'config.upstream.url is required');
+    const { ok, stderr } = render([
+      writeTempConfig({ ...redis, config: { mode: 'authz', upstream: null } }),
+    ]);
+    expect(ok, stderr).toBe(true);
+  });
+
+  it('KEYGATE_MODE in extraEnv is refused: config.mode is the one source', () => {
+    failsWith(
+      { ...redis, config: { mode: 'authz' }, extraEnv: [{ name: 'KEYGATE_MODE', value: 'proxy' }] },
+      'not KEYGATE_MODE in extraEnv',
+    );
+    failsWith(
+      { ...redis, extraEnv: [{ name: 'KEYGATE_MODE', value: 'authz' }] },
+      'not KEYGATE_MODE in extraEnv',
+    );
+  });
+
+  it('authz values that cannot work are refused at render time', () => {
+    failsWith(
+      {
+        ...redis,
+        config: { mode: 'authz' },
+        upstreamCredential: { existingSecret: { name: 's', key: 'k' } },
+      },
+      'config.mode=authz calls no upstream',
+    );
+    failsWith(
+      { ...redis, authz: { ingressNginx: { enabled: true } } },
+      'authz.ingressNginx needs config.mode=authz or both',
+    );
+    failsWith(
+      {
+        ...redis,
+        mode: 'sidecar',
+        config: { mode: 'both' },
+        authz: { ingressNginx: { enabled: true } },
+      },
+      'authz.ingressNginx needs mode=gateway',
+    );
+    for (const port of [9007, 9008]) {
+      failsWith(
+        {
+          ...redis,
+          config: { mode: 'authz' },
+          authz: { ingressNginx: { enabled: true, aggregator: { port } } },
+        },
+        `authz.ingressNginx.aggregator.port ${port}`,
+      );
+    }
+    // The two annotations that keep keygate on the path and the key off it cannot be replaced,
+    // in any spelling ingress-nginx might be handed.
+    for (const name of [
+      'nginx.ingress.kubernetes.io/auth-url',
+      'nginx.ingress.kubernetes.io/auth-response-headers',
+      'Nginx.Ingress.Kubernetes.IO/Auth-Url',
+    ]) {
+      failsWith(
+        {
+          ...redis,
+          config: { mode: 'authz' },
+          authz: { ingressNginx: { enabled: true, extraAnnotations: { [name]: 'http://evil/' } } },
+        },
+        `may not set ${name}`,
+      );
+    }
+    failsWith({ ...redis, config: { mode: 'Authz' } }, 'config.mode must be proxy, authz or both');
+  });
+
+  it('values.schema.json: config.mode is proxy|authz|both; upstream optional only in authz; authz values checked', () => {
+    const valid = (v: object) => validateValues(mergeValues(defaults, v));
+    for (const mode of ['proxy', 'authz', 'both']) expect(valid({ config: { mode } })).toBe(true);
+    for (const mode of ['gateway', 'Authz', 'AUTHZ', '', 'sidecar', 1, null]) {
+      expect(valid({ config: { mode } }), String(mode)).toBe(false);
+    }
+    const withoutUpstream = (mode?: string) => {
+      // A deep copy: mergeValues shares the parts it does not override with `defaults`.
+      const values = structuredClone(
+        mergeValues(defaults, mode === undefined ? {} : { config: { mode } }),
+      ) as { config: Record<string, unknown> };
+      delete values.config.upstream;
+      return validateValues(values);
+    };
+    expect(withoutUpstream('authz')).toBe(true);
+    expect(withoutUpstream('proxy')).toBe(false);
+    expect(withoutUpstream('both')).toBe(false);
+    expect(withoutUpstream()).toBe(false);
+    expect(valid({ config: { authz: { cacheTtl: '30s' } } })).toBe(true);
+    expect(valid({ config: { authz: { cacheTTL: '30s' } } })).toBe(false);
+    expect(valid({ config: { authz: { cacheTtl: 'soon' } } })).toBe(false);
+    for (const port of [9007, 9008, 0, 70000, 'Not A Name']) {
+      expect(valid({ authz: { ingressNginx: { aggregator: { port } } } }), String(port)).toBe(
+        false,
+      );
+    }
+    expect(valid({ authz: { ingressNginx: { aggregator: { port: 'http' } } } })).toBe(true);
+    expect(valid({ authz: { ingressNginx: { snippet: 'more_set_headers x' } } })).toBe(false);
+    expect(valid({ authz: { ingressNginx: { extraAnnotations: { a: 1 } } } })).toBe(false);
+    expect(valid({ networkPolicy: { ingressControllerNamespace: 'Ingress_Nginx' } })).toBe(false);
   });
 });

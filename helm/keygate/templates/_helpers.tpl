@@ -77,9 +77,75 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and .Values.upstreamCredential.existingSecret.name (not .Values.upstreamCredential.existingSecret.key) -}}
 {{- fail "upstreamCredential.existingSecret.key must name the Secret's key that holds the upstream credential" -}}
 {{- end -}}
+{{- include "keygate.validateMode" . -}}
 {{- if le (int .Values.terminationGracePeriodSeconds) (int .Values.shutdown.drainTimeoutSeconds) -}}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must be above shutdown.drainTimeoutSeconds (%d), or Kubernetes kills keygate before in-flight requests finish" (int .Values.terminationGracePeriodSeconds) (int .Values.shutdown.drainTimeoutSeconds)) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* keygate's mode (config.mode): proxy | authz | both. Missing means keygate's default. */}}
+{{- define "keygate.mode" -}}
+{{- .Values.config.mode | default "proxy" -}}
+{{- end -}}
+
+{{/* config.upstream.url, or "" when config.upstream is unset or null. */}}
+{{- define "keygate.upstreamUrl" -}}
+{{- with .Values.config.upstream -}}{{- .url | default "" -}}{{- end -}}
+{{- end -}}
+
+{{/* Checks for config.mode and the authz values (see keygate.validate). */}}
+{{- define "keygate.validateMode" -}}
+{{- $mode := include "keygate.mode" . -}}
+{{- if not (has $mode (list "proxy" "authz" "both")) -}}
+{{- fail (printf "config.mode must be proxy, authz or both (got %q)" $mode) -}}
+{{- end -}}
+{{- range .Values.extraEnv -}}
+{{- if eq (toString .name) "KEYGATE_MODE" -}}
+{{- fail "set keygate's mode with config.mode, not KEYGATE_MODE in extraEnv: the chart shapes the NetworkPolicy, the ingress-nginx annotations and NOTES from config.mode, and an environment override would run keygate in another mode than they assume" -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $mode "authz") (eq .Values.mode "sidecar") -}}
+{{- fail "config.mode=authz needs mode=gateway: in authz mode keygate forwards nothing and answers an ingress controller's auth subrequests from its own Deployment and Service, so it has no place in the Aggregator's pod (mode=sidecar). Set mode: gateway, or config.mode: proxy for a sidecar" -}}
+{{- end -}}
+{{- if and (ne $mode "authz") (not (include "keygate.upstreamUrl" .)) -}}
+{{- fail (printf "config.upstream.url is required in config.mode=%s (keygate forwards to it); only config.mode=authz runs without an upstream" $mode) -}}
+{{- end -}}
+{{- if and (eq $mode "authz") .Values.upstreamCredential.existingSecret.name -}}
+{{- fail "upstreamCredential is keygate's credential for its upstream, and config.mode=authz calls no upstream (the ingress controller does): remove upstreamCredential.existingSecret.name, or use config.mode=both" -}}
+{{- end -}}
+{{- with .Values.authz.ingressNginx -}}
+{{- if .enabled -}}
+{{- if eq $mode "proxy" -}}
+{{- fail "authz.ingressNginx needs config.mode=authz or both: in proxy mode keygate does not answer /_keygate/authz, so ingress-nginx would refuse every request" -}}
+{{- end -}}
+{{- if ne $.Values.mode "gateway" -}}
+{{- fail "authz.ingressNginx needs mode=gateway: its auth-url is keygate's own Service, which mode=sidecar does not render" -}}
+{{- end -}}
+{{- if has (toString .aggregator.port) (list "9007" "9008") -}}
+{{- fail (printf "authz.ingressNginx.aggregator.port %v: 9007 and 9008 are Kubecost's admin APIs, unauthenticated with SSO on; point the Ingress at the Aggregator's API port (9004)" .aggregator.port) -}}
+{{- end -}}
+{{- range $name, $_ := .extraAnnotations -}}
+{{- if has (lower $name) (list "nginx.ingress.kubernetes.io/auth-url" "nginx.ingress.kubernetes.io/auth-response-headers") -}}
+{{- fail (printf "authz.ingressNginx.extraAnnotations may not set %s: the chart sets it to keygate's answer, and another value would let requests past keygate or let the caller's key reach the Aggregator" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The two ingress-nginx annotations that put keygate (config.mode authz/both) in front of an
+Ingress. auth-response-headers lists the identity headers keygate answers with, then
+Authorization and X-API-KEY, which keygate's answer never carries: ingress-nginx turns each
+listed name into `proxy_set_header Name $authHeaderN`, and an empty value removes the header,
+so the caller's key never reaches the Aggregator without a snippet annotation (those are off by
+default in recent ingress-nginx). A client-sent identity header is replaced the same way.
+*/}}
+{{- define "keygate.authzAnnotations" -}}
+{{- $h := .Values.config.identityHeaders | default dict -}}
+{{- $headers := list (default "X-Keygate-Account" $h.account) (default "X-Keygate-Key-Id" $h.keyId) (default "X-Keygate-Role" $h.role) "Authorization" "X-API-KEY" -}}
+nginx.ingress.kubernetes.io/auth-url: {{ printf "http://%s.%s.svc.cluster.local:%d/_keygate/authz" (include "keygate.fullname" .) .Release.Namespace (int .Values.service.port) | quote }}
+nginx.ingress.kubernetes.io/auth-response-headers: {{ join "," $headers | quote }}
 {{- end -}}
 
 {{/* keygate's configuration, rendered from values (the ConfigMap's keygate.yaml) --------- */}}
@@ -98,19 +164,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.metrics.auth.existingSecret.name -}}
 {{- $_ := set $ops "metricsTokenFile" "/etc/keygate-metrics/token" -}}
 {{- end -}}
-{{- $upstream := deepCopy .Values.config.upstream -}}
-{{- with .Values.upstreamCredential -}}
-{{- if .existingSecret.name -}}
-{{- /* The file from the mounted Secret (keygate.volumes): a path, never the value. */ -}}
-{{- $_ := set $upstream "credential" (dict "header" .header "file" "/etc/keygate-upstream/credential") -}}
-{{- end -}}
-{{- end -}}
+{{- $mode := include "keygate.mode" . -}}
 {{- /* The chart owns the address and the drain (ports, shutdown); config.listen adds the limits. */ -}}
 {{- $listen := merge (dict "host" "0.0.0.0" "port" (int .Values.ports.proxy) "drainTimeout" (printf "%ds" (int .Values.shutdown.drainTimeoutSeconds))) (deepCopy (.Values.config.listen | default dict)) -}}
 {{- $config := dict
   "listen" $listen
   "ops" $ops
-  "upstream" $upstream
   "store" $store
   "keys" .Values.config.keys
   "roles" .Values.config.roles
@@ -120,6 +179,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "metrics" (.Values.config.metrics | default dict)
   "log" .Values.config.log
 -}}
+{{- /* authz forwards nothing: no upstream, whatever config.upstream holds (values.yaml has a default). */ -}}
+{{- if ne $mode "authz" -}}
+{{- $upstream := deepCopy .Values.config.upstream -}}
+{{- with .Values.upstreamCredential -}}
+{{- if .existingSecret.name -}}
+{{- /* The file from the mounted Secret (keygate.volumes): a path, never the value. */ -}}
+{{- $_ := set $upstream "credential" (dict "header" .header "file" "/etc/keygate-upstream/credential") -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $config "upstream" $upstream -}}
+{{- end -}}
+{{- /* mode and authz only when not proxy: a proxy-mode ConfigMap stays as it was (and as a
+keygate from before authz mode, which refuses unknown keys, accepts it). */ -}}
+{{- if ne $mode "proxy" -}}
+{{- $_ := set $config "mode" $mode -}}
+{{- $_ := set $config "authz" (.Values.config.authz | default dict) -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
 
