@@ -1,7 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments, stringify } from 'yaml';
 import { authzDataPlaneCases } from '../helpers/authz-data-plane.js';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
+import { assertHelm } from '../helpers/helm.js';
 import { send } from '../helpers/http.js';
 import { ingressNginxServerBlock } from '../helpers/ingress-nginx.js';
 import { type RunningNginx, startNginx } from '../helpers/nginx.js';
@@ -15,12 +18,45 @@ const INGRESS = readFileSync(
   'utf8',
 );
 
+/**
+ * The Ingress the chart renders with `config.mode=authz, authz.ingressNginx.enabled=true` and
+ * nothing else: what an operator gets from `helm install` is run in nginx too, not only the
+ * hand-written file.
+ */
+function chartIngress(): string {
+  const helm = assertHelm();
+  const chart = new URL('../../helm/keygate', import.meta.url).pathname;
+  const out = spawnSync(
+    helm,
+    [
+      'template',
+      'kg',
+      chart,
+      '--set',
+      'config.mode=authz',
+      '--set',
+      'authz.ingressNginx.enabled=true',
+      '--set',
+      'redis.url=redis://r:6379',
+    ],
+    { encoding: 'utf8' },
+  );
+  if (out.status !== 0) throw new Error(`helm template failed: ${out.stderr}`);
+  const ingresses = parseAllDocuments(out.stdout)
+    .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string } } | null)
+    .filter((d) => d?.kind === 'Ingress');
+  expect(ingresses.map((d) => d?.metadata?.name)).toEqual(['kg-keygate-aggregator']);
+  return stringify(ingresses[0]);
+}
+
 let redis: RedisServer;
 let upstream: RecordingUpstream;
 let gw: Gateway;
 let nginx: RunningNginx;
 let reader: string;
 let url: string;
+let chartNginx: RunningNginx;
+let chartUrl: string;
 
 beforeAll(async () => {
   redis = await RedisServer.start();
@@ -40,10 +76,18 @@ beforeAll(async () => {
     }),
   );
   url = `http://127.0.0.1:${nginx.port}`;
+  chartNginx = await startNginx(() =>
+    ingressNginxServerBlock(chartIngress(), {
+      keygate: `127.0.0.1:${gw.port}`,
+      aggregator: new URL(upstream.url).host,
+    }),
+  );
+  chartUrl = `http://127.0.0.1:${chartNginx.port}`;
 });
 
 afterAll(async () => {
   await nginx?.stop();
+  await chartNginx?.stop();
   await gw?.close();
   await upstream?.close();
   await redis?.destroy();
@@ -63,6 +107,13 @@ describe('ingress-nginx annotations in front of the Aggregator, keygate answerin
     const res = await send(url, '/model/etl/run', { headers: { 'x-api-key': reader } });
     expect(res.status).toBe(403);
     expect(upstream.requests).toHaveLength(0);
+  });
+});
+
+describe('the Ingress the Helm chart renders (config.mode=authz, authz.ingressNginx.enabled)', () => {
+  authzDataPlaneCases(() => ({ url: chartUrl, upstream, gw, account: 'ingress-team', reader }), {
+    keygateBodies: false,
+    upstreamPath: (p) => p.replace(/^\/model/, ''),
   });
 });
 
