@@ -30,6 +30,16 @@ export function authzCacheControl(cacheTtlMs: number): string {
 }
 
 /**
+ * The credential header names keygate reads (src/credentials/extract.ts), as Envoy's
+ * `x-envoy-auth-headers-to-remove` value: on a 200 from an ext_authz HTTP service, Envoy (and so
+ * Istio's sidecars and gateways) deletes these from the request it forwards
+ * (source/extensions/filters/common/ext_authz/ext_authz_http_impl.cc). The key has done its
+ * work once keygate answered; the upstream must never see it. A fixed list, never built from the
+ * request. Other data planes ignore the header (they copy only the identity headers they name).
+ */
+export const ENVOY_HEADERS_TO_REMOVE = 'x-api-key, authorization';
+
+/**
  * The allow: 200, empty body, identity from the verified key only (never a header of the
  * request: nothing of it is echoed back but a safe X-Request-Id, which chooseRequestId vetted).
  */
@@ -45,6 +55,7 @@ export function answerAllow(
     [answer.identity.role, principal.role],
     ['x-request-id', requestId],
     ['cache-control', authzCacheControl(answer.cacheTtlMs)],
+    ['x-envoy-auth-headers-to-remove', ENVOY_HEADERS_TO_REMOVE],
     ['content-length', '0'],
   ]);
   res.end();

@@ -126,6 +126,8 @@ describe.each(FORMS)('form %s', (form) => {
     expect(res.headers['x-keygate-role']).toBe('reader');
     expect(res.headers['cache-control']).toBe('no-store');
     expect(res.headers['x-request-id']).toMatch(/./);
+    // Envoy / Istio delete exactly these from the request they forward: the credential.
+    expect(res.headers['x-envoy-auth-headers-to-remove']).toBe('x-api-key, authorization');
     const access = await gw.logs.accessFor(res.headers['x-request-id']);
     expect(access).toMatchObject({ route: 'allocation', decision: 'allow', account: 'dash' });
   });
@@ -138,6 +140,8 @@ describe.each(FORMS)('form %s', (form) => {
       'Bearer realm="keygate", error="insufficient_scope"',
     );
     expect(scope.headers['x-keygate-account']).toBeUndefined();
+    // Envoy reads the removal list on a 200 only; a refusal carries none.
+    expect(scope.headers['x-envoy-auth-headers-to-remove']).toBeUndefined();
     const noRoute = await ask(gw, form, 'DELETE', '/model/assets', { 'X-API-KEY': reader.key });
     expect(noRoute.status).toBe(403);
     expect(noRoute.json.error).toBe('route_not_allowed');
@@ -212,6 +216,29 @@ describe('identity is keygate’s, never the client’s', () => {
     expect(res.headers['x-keygate-role']).toBe('reader');
     expect(res.headers['x-keygate-key-id']).toBe(reader.id);
     expect(res.headers.x_keygate_role).toBeUndefined();
+  });
+
+  it('the Envoy header-removal list is keygate’s constant, whatever the client sends in its name', async () => {
+    // A client naming headers for Envoy to remove (keygate's own identity, say) or spelling the
+    // name with "_" must not shape the answer: Envoy would act on whatever keygate returns.
+    const res = await sendAuthz(gw.url, '/_keygate/authz/model/assets', {
+      headers: [
+        'X-API-KEY',
+        reader.key,
+        'x-envoy-auth-headers-to-remove',
+        'x-keygate-account',
+        'X_Envoy_Auth_Headers_To_Remove',
+        'x-keygate-role',
+      ],
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-envoy-auth-headers-to-remove']).toBe('x-api-key, authorization');
+    expect(res.headers.x_envoy_auth_headers_to_remove).toBeUndefined();
+    const none = await sendAuthz(gw.url, '/_keygate/authz/model/assets', {
+      headers: ['x-envoy-auth-headers-to-remove', 'x-keygate-account'],
+    });
+    expect(none.status).toBe(401);
+    expect(none.headers['x-envoy-auth-headers-to-remove']).toBeUndefined();
   });
 });
 
