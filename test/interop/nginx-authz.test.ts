@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authzDataPlaneCases } from '../helpers/authz-data-plane.js';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
+import { send } from '../helpers/http.js';
 import { type RunningNginx, startNginx } from '../helpers/nginx.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
@@ -56,5 +57,35 @@ afterAll(async () => {
 describe('nginx auth_request in front of the Aggregator, keygate answering (shipped snippet)', () => {
   authzDataPlaneCases(() => ({ url, upstream, gw, account: 'nginx-team', reader }), {
     keygateBodies: false,
+    upstreamPath: (p) => p.replace(/^\/model/, ''),
+  });
+
+  it('the Aggregator gets the target keygate judged, minus /model: raw bytes, or nginx’s decoded equivalent', async () => {
+    upstream.reset();
+    const plain = '/model/allocation/summary?window=7d&filter=namespace%3A%22a%2Fb%22&x=%7E';
+    const encoded = '/model/allocation/%41b?window=7d';
+    for (const target of [plain, encoded]) {
+      expect((await send(url, target, { headers: { 'x-api-key': reader } })).status).toBe(200);
+    }
+    expect(upstream.requests.map((r) => r.url)).toEqual([
+      plain.slice('/model'.length),
+      '/allocation/Ab?window=7d',
+    ]);
+  });
+
+  it('a path with an encoded separator never reaches the Aggregator', async () => {
+    upstream.reset();
+    const statuses: number[] = [];
+    // nginx decodes %2F and %2E before choosing a location: the first leaves /model/ (nginx's
+    // own 404); the second stays in it, and keygate reads %2e%2e as `..` too (RFC 3986), so it
+    // judges /model/etl, a write route the reader may not call: 403, as nginx would route it.
+    for (const target of [
+      '/model/allocation%2F..%2F..%2Fetl/run',
+      '/model/allocation/%2e%2e/etl',
+    ]) {
+      statuses.push((await send(url, target, { headers: { 'x-api-key': reader } })).status);
+    }
+    expect(statuses).toEqual([404, 403]);
+    expect(upstream.requests).toHaveLength(0);
   });
 });
