@@ -55,7 +55,8 @@ type Doc = any;
 const traefikDocs = parseAllDocuments(text('deploy/authz/traefik/middleware.yaml')).map(
   (d) => d.toJS() as Doc,
 );
-const middleware = traefikDocs.find((d) => d.kind === 'Middleware');
+const middleware = traefikDocs.find((d) => d.kind === 'Middleware' && d.spec.forwardAuth);
+const stripModel = traefikDocs.find((d) => d.kind === 'Middleware' && d.spec.stripPrefix);
 const ingressRoute = traefikDocs.find((d) => d.kind === 'IngressRoute');
 const middlewareCrd = crd('traefik-middleware.crd.yaml');
 const ingressRouteCrd = crd('traefik-ingressroute.crd.yaml');
@@ -98,13 +99,25 @@ function traefikGuarantees(mw: Doc, route: Doc): string[] {
 
 describe('Traefik forwardAuth (deploy/authz/traefik/middleware.yaml)', () => {
   it('Middleware and IngressRoute fit Traefik’s published CRD schemas', () => {
-    expect(traefikDocs).toHaveLength(2);
+    expect(traefikDocs).toHaveLength(3);
     expect(crdErrors(middlewareCrd, middleware)).toEqual([]);
+    expect(crdErrors(middlewareCrd, stripModel)).toEqual([]);
     expect(crdErrors(ingressRouteCrd, ingressRoute)).toEqual([]);
   });
 
   it('asks /_keygate/authz, closed, credential in and stripped, identity only from keygate', () => {
     expect(traefikGuarantees(middleware, ingressRoute)).toEqual([]);
+  });
+
+  it('keygate judges /model/… and only then is /model stripped for the Aggregator', () => {
+    expect(stripModel.spec.stripPrefix.prefixes).toEqual(['/model']);
+    const route = ingressRoute.spec.routes[0];
+    expect(route.match).toContain('PathPrefix(`/model/`)');
+    // Middlewares run in list order: the strip must come after the authz question.
+    expect(route.middlewares.map((m: Doc) => m.name)).toEqual([
+      middleware.metadata.name,
+      stripModel.metadata.name,
+    ]);
   });
 
   it('fails on a misspelled field, a wrong type, another middleware kind', () => {
@@ -218,6 +231,10 @@ function envoyGuarantees(doc: Doc): string[] {
       for (const c of CREDENTIALS) if (!removed.includes(c)) errors.push(`route keeps ${c}`);
       // The router runs after ext_authz: removing identity there would drop keygate's own.
       if (removed.some((h) => h.startsWith('x-keygate-'))) errors.push('route removes identity');
+      // keygate's routes name /model/…; the Aggregator serves them without it.
+      if (route.match?.prefix !== '/model/' || route.route?.prefix_rewrite !== '/') {
+        errors.push('route must send /model/… to the Aggregator as /…');
+      }
     }
   }
   return errors;
