@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authzDataPlaneCases } from '../helpers/authz-data-plane.js';
 import { type Gateway, startGateway, TEST_ACTOR, testConfig } from '../helpers/gateway.js';
-import { send } from '../helpers/http.js';
+import { rawHttp, send } from '../helpers/http.js';
 import { type RunningNginx, startNginx } from '../helpers/nginx.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { until } from '../helpers/until.js';
@@ -199,6 +199,30 @@ describe('nginx caching snippet: what is cached, under which key, for how long',
     }
   });
 
+  it('headers keygate does not read (hostile names too) and the header name case share the cached allow', async () => {
+    const { key } = await issue(ttl30, 'cache-share');
+    const path = '/model/assets?window=7d';
+    expect((await send(ttl30.url, path, { headers: { 'x-api-key': key } })).status).toBe(200);
+    const before = ttl30.asked();
+    const head = [
+      `GET ${path} HTTP/1.1`,
+      'Host: x',
+      `X-Api-Key: ${key}`,
+      'User-Agent: other',
+      '__proto__: {"x-api-key":"y"}',
+      'constructor: x',
+      'hasOwnProperty: x',
+      '123: x',
+      'X-Request-Id: another',
+      'Connection: close',
+      '',
+      '',
+    ].join('\r\n');
+    expect((await rawHttp(ttl30.nginx.port, head)).status).toBe(200);
+    expect(ttl30.asked() - before).toBe(0);
+    expect(ttl30.nginx.errorLog()).not.toContain('js exception');
+  });
+
   it('a duplicate X-API-KEY beside a cached key is asked about (and refused), not served the allow', async () => {
     const { key } = await issue(ttl30, 'cache-dup');
     expect((await send(ttl30.url, '/model/assets', { headers: { 'x-api-key': key } })).status).toBe(
@@ -206,7 +230,6 @@ describe('nginx caching snippet: what is cached, under which key, for how long',
     );
     const before = ttl30.asked();
     const head = `GET /model/assets HTTP/1.1\r\nHost: x\r\nX-API-KEY: ${key}\r\nX-API-KEY: ${key}\r\nConnection: close\r\n\r\n`;
-    const { rawHttp } = await import('../helpers/http.js');
     const res = await rawHttp(ttl30.nginx.port, head);
     expect(ttl30.asked() - before).toBe(1);
     expect(res.status).not.toBe(200);

@@ -15,6 +15,7 @@
 import crypto from 'crypto';
 
 // A list, not an object: a header named "__proto__" or "constructor" must not match anything.
+// Their lengths run from 9 to 18: a cheap first filter, since this runs on every request.
 const DECIDING = [
   'x-api-key',
   'authorization',
@@ -26,14 +27,18 @@ const DECIDING = [
 ];
 
 function key(r) {
-  const parts = [r.variables.request_method, r.variables.request_uri];
+  const hash = crypto.createHash('sha256');
+  hash.update(`${r.variables.request_method}\n${r.variables.request_uri}\n`);
   const raw = r.rawHeadersIn;
   for (let i = 0; i < raw.length; i++) {
-    const name = raw[i][0].toLowerCase().replace(/_/g, '-');
-    if (DECIDING.indexOf(name) !== -1) parts.push(name, raw[i][1]);
+    const header = raw[i][0];
+    if (header.length < 9 || header.length > 18) continue;
+    const name = header.toLowerCase().replace(/_/g, '-');
+    if (DECIDING.indexOf(name) !== -1) hash.update(`${name}\n${raw[i][1]}\n`);
   }
-  // JSON: an unambiguous encoding (no two different lists hash the same input).
-  return crypto.createHash('sha256').update(JSON.stringify(parts)).digest('base64url');
+  // Unambiguous with "\n" between parts: nginx ends a header line at LF, so no method, URI,
+  // name or value can hold one. Cheaper than building a list and JSON.stringify (measured).
+  return hash.digest('base64url');
 }
 
 export default { key };
