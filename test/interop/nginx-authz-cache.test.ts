@@ -1,7 +1,9 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { authzDataPlaneCases } from '../helpers/authz-data-plane.js';
 import { type Gateway, startGateway, TEST_ACTOR, testConfig } from '../helpers/gateway.js';
 import { rawHttp, send } from '../helpers/http.js';
@@ -298,6 +300,38 @@ describe('nginx caching snippet: what is cached, under which key, for how long',
       'the cached allow to expire with keygate down',
       3000,
     );
+  });
+
+  it('backstop: a refusal is never stored even if it carried X-Accel-Expires (an answerer that is not keygate, a future bug)', async () => {
+    // A stand-in answerer: whatever status the test asks for, always with X-Accel-Expires.
+    let status = 200;
+    let asked = 0;
+    const answerer = createServer((_req, res) => {
+      asked++;
+      res.writeHead(status, { 'x-accel-expires': '30', 'content-length': '0' });
+      res.end();
+    });
+    await new Promise<void>((r) => answerer.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise<void>((r) => answerer.close(() => r())));
+    const cacheDir = mkdtempSync('/dev/shm/keygate-authz-test-');
+    onTestFinished(() => rmSync(cacheDir, { recursive: true, force: true }));
+    const port = (answerer.address() as AddressInfo).port;
+    const conf = shipped(`127.0.0.1:${port}`, new URL(upstream.url).host, cacheDir);
+    const nginx = await startNginx(() => conf.server, { main: conf.main, http: conf.http });
+    onTestFinished(() => nginx.stop());
+    const url = `http://127.0.0.1:${nginx.port}`;
+    for (const [i, code] of [401, 403, 429, 500, 503].entries()) {
+      status = code;
+      const before = asked;
+      const path = `/model/allocation?n=${i}`;
+      for (let j = 0; j < 2; j++) await send(url, path, { headers: { 'x-api-key': 'k' } });
+      expect(asked - before, String(code)).toBe(2);
+    }
+    // The control: the same answerer's 200 is stored (so the count above means something).
+    status = 200;
+    const before = asked;
+    for (let j = 0; j < 2; j++) await send(url, '/model/assets', { headers: { 'x-api-key': 'k' } });
+    expect(asked - before).toBe(1);
   });
 
   it('no file under any cache directory holds a key: raw, percent-encoded, base64 (Basic) or its secret', async () => {
