@@ -37,7 +37,7 @@ function key(r) {
     if (DECIDING.indexOf(name) !== -1) hash.update(`${name}\n${raw[i][1]}\n`);
   }
   // Unambiguous with "\n" between parts: nginx ends a header line at LF, so no method, URI,
-  // name or value can hold one. Cheaper than building a list and JSON.stringify (measured).
+  // name or value can hold one.
   return hash.digest('base64url');
 }
 
