@@ -1,5 +1,6 @@
 /**
  * npm run bench [-- --quick] [-- --rounds 3 --seconds 8 --long 1000000]
+ * Scenario (h) alone (smoke): npx tsx bench/scenario-authz.ts --seconds 2
  *
  * One run, on loopback: a fixed-response upstream; keygate (Redis store, warm cache); a bare
  * forwarder (keygate's forwarding code, nothing else); nginx with a key map when installed.
@@ -30,6 +31,7 @@ import {
   startServer,
 } from './lib/measure.js';
 import { startNginx } from './lib/nginx.js';
+import { type AuthzResults, canRunAuthzScenario, runAuthzScenario } from './scenario-authz.js';
 
 const { values } = parseArgs({
   options: {
@@ -375,6 +377,24 @@ log(
   `  (g) RSS ${(rssStart / 1048576).toFixed(1)} → ${(rssAfterFirst / 1048576).toFixed(1)} MB after ~${firstPart} requests → ${(rssEnd / 1048576).toFixed(1)} MB after ~${longRequests} (${rest.requests} in the last part)`,
 );
 
+// (h) authz mode: nginx + keygate authz (with and without the caching snippet) vs plain nginx
+// vs keygate in proxy mode; its own keygate and nginx processes, the same upstream and Redis.
+let authz: AuthzResults | undefined;
+if (withNginx && canRunAuthzScenario()) {
+  authz = await runAuthzScenario({
+    work,
+    redisUrl: redis.url,
+    upstreamPort: upstream.port,
+    seconds,
+    rounds,
+    connections,
+    tool,
+    log,
+  });
+} else {
+  log('  (h) skipped: needs nginx and its njs module (libnginx-mod-http-js)');
+}
+
 for (const [, server] of systems) await server.stop();
 await upstream.stop();
 await redis.destroy();
@@ -481,10 +501,14 @@ check(
   growthMb < 20,
 );
 
+if (authz) check(authz.budget.line, authz.budget.value, authz.budget.ok);
+
 const report = [
   `keygate benchmark, ${new Date().toISOString().slice(0, 10)}, Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, load: ${tool}, ${rounds} alternating round(s) × ${seconds} s, ${connections} connections${quick ? ' (QUICK: harness check only, figures not meaningful)' : ''}`,
   '',
   ...rows,
+  '',
+  ...(authz ? [...authz.rows, ''] : []),
   '',
   '| budget | measured | met |',
   '|---|---|---|',
@@ -496,5 +520,5 @@ console.log(report);
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
 writeFileSync(
   join(ROOT, quick ? 'bench/results/quick.json' : 'bench/results/latest.json'),
-  `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: cpus().length, tool, nginx: withNginx, rounds, seconds, connections, quick, results, counts, fixedRate, fixed, flood: { validAlone: validAlone.p99, validDuringFlood: validDuringFlood.p99, validBesideControl, floodRps: flood.rps }, memory: { idleRss, rssStart, rssAfterFirst, rssEnd, firstPart, longRequests }, budget, report }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: cpus().length, tool, nginx: withNginx, rounds, seconds, connections, quick, results, counts, fixedRate, fixed, flood: { validAlone: validAlone.p99, validDuringFlood: validDuringFlood.p99, validBesideControl, floodRps: flood.rps }, memory: { idleRss, rssStart, rssAfterFirst, rssEnd, firstPart, longRequests }, authz: authz ? { samples: authz.samples, median: authz.median, ratios: authz.ratios } : undefined, budget, report }, null, 2)}\n`,
 );

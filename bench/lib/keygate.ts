@@ -36,6 +36,8 @@ export async function startKeygate(options: {
   logLevel?: string;
   /** Config file name inside `work`, so several variants can share one directory. */
   name?: string;
+  /** More config (e.g. `mode: authz`, `authz: {cacheTtl}` for scenario (h)). */
+  extra?: Record<string, unknown>;
 }): Promise<BenchKeygate> {
   // Below info keygate announces nothing: pick its ports here and probe the proxy port.
   const quiet = !['info', 'debug', 'trace'].includes(options.logLevel ?? 'info');
@@ -51,6 +53,7 @@ export async function startKeygate(options: {
       routes: options.routes,
       ...settings,
       log: { level: options.logLevel ?? 'info' },
+      ...options.extra,
     }),
   );
   const server = await startServer(

@@ -11,11 +11,40 @@ import { type Server, track } from './measure.js';
  * removed before forwarding, buffered access log.
  */
 export async function startNginx(dir: string, upstreamPort: number, key: string): Promise<Server> {
+  return startNginxWith(
+    dir,
+    upstreamPort,
+    `  map_hash_bucket_size 128;
+  map $http_x_api_key $key_ok { default 0; "${key}" 1; }`,
+    `    location /model/ {
+      if ($key_ok = 0) { return 401; }
+      proxy_pass http://aggregator/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-API-KEY "";
+      proxy_buffering off;
+    }`,
+  );
+}
+
+/**
+ * The same nginx (one worker, keep-alive upstream `aggregator`, buffered access log) with other
+ * http-level lines, server-level lines and main-context lines (scenario (h): auth_request to
+ * keygate, with or without the caching snippet).
+ */
+export async function startNginxWith(
+  dir: string,
+  upstreamPort: number,
+  http: string,
+  server: string,
+  main = '',
+): Promise<Server> {
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
-    `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+    `${main}
+${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
 error_log ${dir}/nginx-error.log warn;
 pid ${dir}/nginx.pid;
 events { worker_connections 4096; }
@@ -27,18 +56,10 @@ http {
   uwsgi_temp_path ${dir}/nginx-uwsgi;
   scgi_temp_path ${dir}/nginx-scgi;
   upstream aggregator { server 127.0.0.1:${upstreamPort}; keepalive 64; }
-  map_hash_bucket_size 128;
-  map $http_x_api_key $key_ok { default 0; "${key}" 1; }
+${http}
   server {
     listen 127.0.0.1:${port};
-    location /model/ {
-      if ($key_ok = 0) { return 401; }
-      proxy_pass http://aggregator/;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-API-KEY "";
-      proxy_buffering off;
-    }
+${server}
   }
 }
 `,

@@ -40,6 +40,18 @@ export function authzCacheControl(cacheTtlMs: number): string {
 export const ENVOY_HEADERS_TO_REMOVE = 'x-api-key, authorization';
 
 /**
+ * nginx's cache lifetime for an allow, in whole seconds like Cache-Control's max-age; absent at
+ * 0. nginx will not cache `Cache-Control: private` at all, so the shipped caching snippet
+ * (deploy/authz/nginx/keygate-authz-cache.conf) ignores Cache-Control and goes by this header
+ * alone: then only an answer that carries it, an allow, is ever cached, and for no longer than
+ * authz.cacheTtl. Refusals never carry it.
+ */
+export function authzAccelExpires(cacheTtlMs: number): string | undefined {
+  const seconds = Math.floor(cacheTtlMs / 1000);
+  return seconds === 0 ? undefined : String(seconds);
+}
+
+/**
  * The allow: 200, empty body, identity from the verified key only (never a header of the
  * request: nothing of it is echoed back but a safe X-Request-Id, which chooseRequestId vetted).
  */
@@ -49,7 +61,7 @@ export function answerAllow(
   principal: Principal,
   requestId: string,
 ): void {
-  res.writeHead(200, [
+  const headers: Array<[string, string]> = [
     [answer.identity.account, principal.account],
     [answer.identity.keyId, principal.keyId],
     [answer.identity.role, principal.role],
@@ -57,6 +69,9 @@ export function answerAllow(
     ['cache-control', authzCacheControl(answer.cacheTtlMs)],
     ['x-envoy-auth-headers-to-remove', ENVOY_HEADERS_TO_REMOVE],
     ['content-length', '0'],
-  ]);
+  ];
+  const accelExpires = authzAccelExpires(answer.cacheTtlMs);
+  if (accelExpires !== undefined) headers.push(['x-accel-expires', accelExpires]);
+  res.writeHead(200, headers);
   res.end();
 }

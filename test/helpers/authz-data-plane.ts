@@ -1,6 +1,7 @@
 import { expect, it } from 'vitest';
 import { type Gateway, TEST_ACTOR } from './gateway.js';
 import { send } from './http.js';
+import { until } from './until.js';
 import type { RecordingUpstream } from './upstream.js';
 
 export interface DataPlaneUnderTest {
@@ -18,12 +19,15 @@ export interface DataPlaneUnderTest {
  * with keygate's identity and without the key, refusals (route, scope, no key, bad key) that
  * never reach the Aggregator, forged identity headers in any spelling dropped, revocation at
  * once. `keygateBodies`: the data plane passes keygate's JSON refusal through (Caddy does;
- * nginx's auth_request answers with its own page).
+ * nginx's auth_request answers with its own page). `revocationBoundMs`: the data plane caches
+ * allows (keygate's authz.cacheTtl), so a revocation must take effect within that bound (plus
+ * a second of the data plane's clock granularity) rather than at once.
  */
 export function authzDataPlaneCases(
   plane: () => DataPlaneUnderTest,
   options: {
     keygateBodies: boolean;
+    revocationBoundMs?: number;
     /** The path the Aggregator sees for a client path (ingress-nginx rewrites /model away). */
     upstreamPath?: (clientPath: string) => string;
   },
@@ -99,15 +103,27 @@ export function authzDataPlaneCases(
     for (const forged of ['root', 'admin', 'forged']) expect(identity).not.toContain(forged);
   });
 
-  it('a revoked key is refused at once', async () => {
-    const { url, gw, account } = plane();
-    const revokedAccount = `${account}-revoked`;
-    const issued = await gw.issue(revokedAccount, 'reader');
-    const headers = { 'x-api-key': issued.key };
-    expect((await send(url, '/model/allocation', { headers })).status).toBe(200);
-    await gw.app.keys.revokeKey(TEST_ACTOR, revokedAccount, issued.id);
-    const after = await send(url, '/model/allocation', { headers });
-    expect(after.status).toBe(401);
-    if (options.keygateBodies) expect(after.json.error).toBe('revoked_key');
-  });
+  it(
+    options.revocationBoundMs === undefined
+      ? 'a revoked key is refused at once'
+      : `a revoked key is refused within the cache bound (${options.revocationBoundMs} ms)`,
+    async () => {
+      const { url, gw, account } = plane();
+      const revokedAccount = `${account}-revoked`;
+      const issued = await gw.issue(revokedAccount, 'reader');
+      const headers = { 'x-api-key': issued.key };
+      expect((await send(url, '/model/allocation', { headers })).status).toBe(200);
+      await gw.app.keys.revokeKey(TEST_ACTOR, revokedAccount, issued.id);
+      if (options.revocationBoundMs !== undefined) {
+        await until(
+          async () => (await send(url, '/model/allocation', { headers })).status === 401,
+          'the revocation to outlast the cached allow',
+          options.revocationBoundMs + 1500,
+        );
+      }
+      const after = await send(url, '/model/allocation', { headers });
+      expect(after.status).toBe(401);
+      if (options.keygateBodies) expect(after.json.error).toBe('revoked_key');
+    },
+  );
 }

@@ -17,13 +17,18 @@ export interface RunningNginx {
  * one `server { }` and its temp paths in a fresh directory. Fails clearly when nginx is not
  * installed: these tests are about nginx, so there is nothing to skip to.
  */
-export async function startNginx(serverBlock: (port: number) => string): Promise<RunningNginx> {
+export async function startNginx(
+  serverBlock: (port: number) => string,
+  /** Lines for the main context (load_module) and for http { } (caches, maps, js_set). */
+  contexts: { main?: string; http?: string } = {},
+): Promise<RunningNginx> {
   const dir = mkdtempSync(join(tmpdir(), 'keygate-nginx-'));
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
-    `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+    `${contexts.main ?? ''}
+${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
 error_log ${dir}/error.log warn;
 pid ${dir}/nginx.pid;
 events { worker_connections 256; }
@@ -34,6 +39,7 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
+${contexts.http ?? ''}
   server {
     listen 127.0.0.1:${port};
 ${serverBlock(port)}

@@ -362,6 +362,27 @@ describe('mode authz forwards nothing', () => {
     expect(res.status).toBe(200);
     expect(res.headers['cache-control']).toBe('private, max-age=30');
   });
+
+  it('authz.cacheTtl sets X-Accel-Expires on an allow only: never on a refusal, never at 0', async () => {
+    const g = await startGateway({ config: authzOnlyConfig({ authz: { cacheTtl: '30s' } }) });
+    onTestFinished(() => g.close());
+    const k = await g.issue('dash', 'reader');
+    const allowed = await ask(g, 'nginx', 'GET', '/model/assets', { 'X-API-KEY': k.key });
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers['x-accel-expires']).toBe('30');
+    for (const [path, headers] of [
+      ['/model/assets', { 'X-API-KEY': `${k.key}x` }],
+      ['/model/assets', {}],
+      ['/model/etl/run', { 'X-API-KEY': k.key }],
+    ] as const) {
+      const refused = await ask(g, 'nginx', 'GET', path, headers);
+      expect(refused.status).toBeGreaterThanOrEqual(400);
+      expect(refused.headers['x-accel-expires']).toBeUndefined();
+    }
+    const none = await ask(gw, 'nginx', 'GET', '/model/assets', { 'X-API-KEY': reader.key });
+    expect(none.status).toBe(200);
+    expect(none.headers['x-accel-expires']).toBeUndefined();
+  });
 });
 
 describe('mode proxy and both', () => {

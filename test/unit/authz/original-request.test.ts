@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { authzCacheControl } from '../../../src/authz/authz-target.js';
+import { authzAccelExpires, authzCacheControl } from '../../../src/authz/authz-target.js';
 import {
   isAuthzUrl,
   parseOriginalRequest,
@@ -312,5 +312,12 @@ describe('the endpoint and the key check', () => {
     expect(authzCacheControl(999)).toBe('no-store');
     expect(authzCacheControl(1000)).toBe('private, max-age=1');
     expect(authzCacheControl(30_500)).toBe('private, max-age=30');
+  });
+
+  it('X-Accel-Expires (the nginx caching snippet goes by it): absent below one second, else whole seconds', () => {
+    expect(authzAccelExpires(0)).toBeUndefined();
+    expect(authzAccelExpires(999)).toBeUndefined();
+    expect(authzAccelExpires(1000)).toBe('1');
+    expect(authzAccelExpires(30_500)).toBe('30');
   });
 });

@@ -1,0 +1,79 @@
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Server } from './measure.js';
+import { ROOT } from './measure.js';
+import { startNginxWith } from './nginx.js';
+
+/**
+ * nginx in front of the fixed upstream asking keygate (authz mode) with the SHIPPED snippet,
+ * as an operator copies it: deploy/authz/nginx/keygate-authz.conf, or with `cache` the caching
+ * one (keygate-authz-cache.conf and its njs key). The same nginx as the `map` baseline
+ * (bench/lib/nginx.ts): one worker, keep-alive to the upstream, /model stripped, buffered
+ * access log; keygate is reached through a keep-alive upstream block too, as a deployment
+ * would.
+ */
+export async function startNginxAuthz(
+  dir: string,
+  upstreamPort: number,
+  keygatePort: number,
+  cache: boolean,
+): Promise<Server> {
+  mkdirSync(dir, { recursive: true });
+  const file = cache ? 'keygate-authz-cache.conf' : 'keygate-authz.conf';
+  const snippet = readFileSync(join(ROOT, 'deploy/authz/nginx', file), 'utf8');
+  const commented = (from: string, to: string) => {
+    const start = snippet.indexOf(from);
+    const end = to === '' ? snippet.length : snippet.indexOf(to, start);
+    if (start === -1 || end === -1) throw new Error(`${file}: no section "${from}"`);
+    return snippet
+      .slice(start, end)
+      .split('\n')
+      .filter((l) => l.startsWith('#   '))
+      .map((l) => l.slice(4))
+      .join('\n');
+  };
+  // On tmpfs, as the snippet ships (a disk-backed cache directory costs more per hit).
+  const cacheDir = existsSync('/dev/shm')
+    ? mkdtempSync('/dev/shm/keygate-bench-authz-')
+    : join(dir, 'authz-cache');
+  const fill = (text: string) =>
+    text
+      .replaceAll('KEYGATE', 'keygate_authz')
+      .replaceAll(
+        '/etc/nginx/keygate-authz-cache-key.js',
+        join(ROOT, 'deploy/authz/nginx/keygate-authz-cache-key.js'),
+      )
+      .replaceAll('/dev/shm/keygate-authz', cacheDir);
+  const authLocation = snippet.slice(
+    snippet.indexOf('location = /_keygate_authz'),
+    snippet.indexOf('# protected location'),
+  );
+  // The protected block as shipped, on /model/ like the baseline and with its upstream settings.
+  const protectedLocation = commented('# protected location', '')
+    .replace('location / {', 'location /model/ {')
+    .replace(
+      'proxy_pass http://AGGREGATOR;',
+      `proxy_pass http://aggregator/;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_buffering off;`,
+    );
+  const http = [
+    `  upstream keygate_authz { server 127.0.0.1:${keygatePort}; keepalive 64; }`,
+    cache ? fill(commented('# In http { }', '# Then include this file')) : '',
+  ].join('\n');
+  const server = await startNginxWith(
+    dir,
+    upstreamPort,
+    http,
+    fill(`${authLocation}\n${protectedLocation}`),
+    cache ? commented('# Needs the njs module', '# In http { }') : '',
+  );
+  return {
+    ...server,
+    stop: async () => {
+      await server.stop();
+      rmSync(cacheDir, { recursive: true, force: true });
+    },
+  };
+}
