@@ -48,16 +48,21 @@ export async function startNginxAuthz(
     snippet.indexOf('location = /_keygate_authz'),
     snippet.indexOf('# protected location'),
   );
-  // The protected block as shipped, on /model/ like the baseline and with its upstream settings.
-  const protectedLocation = commented('# protected location', '')
-    .replace('location / {', 'location /model/ {')
-    .replace(
-      'proxy_pass http://AGGREGATOR;',
-      `proxy_pass http://aggregator/;
+  // The protected block as shipped (on /model/, stripping it like the baseline), with the
+  // baseline's upstream settings. A snippet that no longer has these lines fails here rather
+  // than silently benchmarking another nginx (keep-alive to the upstream matters: ~2× CPU).
+  const shipped = commented('# protected location', '');
+  const upstreamLine = 'proxy_pass http://AGGREGATOR/;';
+  if (!shipped.includes('location /model/ {') || !shipped.includes(upstreamLine)) {
+    throw new Error(`${file}: the protected location is not the one this bench expects`);
+  }
+  const protectedLocation = shipped.replace(
+    upstreamLine,
+    `proxy_pass http://aggregator/;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_buffering off;`,
-    );
+  );
   const http = [
     `  upstream keygate_authz { server 127.0.0.1:${keygatePort}; keepalive 64; }`,
     cache ? fill(commented('# In http { }', '# Then include this file')) : '',
