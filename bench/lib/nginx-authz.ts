@@ -17,6 +17,8 @@ export async function startNginxAuthz(
   upstreamPort: number,
   keygatePort: number,
   cache: boolean,
+  /** 'raw': the credential itself as nginx's cache key (bench comparison only, never shipped). */
+  cacheKey: 'hashed' | 'raw' = 'hashed',
 ): Promise<Server> {
   mkdirSync(dir, { recursive: true });
   const file = cache ? 'keygate-authz-cache.conf' : 'keygate-authz.conf';
@@ -44,10 +46,27 @@ export async function startNginxAuthz(
         join(ROOT, 'deploy/authz/nginx/keygate-authz-cache-key.js'),
       )
       .replaceAll('/dev/shm/keygate-authz', cacheDir);
-  const authLocation = snippet.slice(
+  let authLocation = snippet.slice(
     snippet.indexOf('location = /_keygate_authz'),
     snippet.indexOf('# protected location'),
   );
+  if (cacheKey === 'raw') {
+    const swaps: Array<[string, string]> = [
+      [
+        'proxy_cache_key "keygate-authz:$keygate_cache_key";',
+        'proxy_cache_key "keygate-authz:$request_method $request_uri $http_x_api_key $http_authorization";',
+      ],
+      ['proxy_cache_bypass $keygate_cache_off;', ''],
+      [
+        'proxy_no_cache $keygate_cache_off $keygate_not_allowed;',
+        'proxy_no_cache $keygate_not_allowed;',
+      ],
+    ];
+    for (const [from, to] of swaps) {
+      if (!authLocation.includes(from)) throw new Error(`${file}: no "${from}" to swap`);
+      authLocation = authLocation.replace(from, to);
+    }
+  }
   // The protected block as shipped (on /model/, stripping it like the baseline), with the
   // baseline's upstream settings. A snippet that no longer has these lines fails here rather
   // than silently benchmarking another nginx (keep-alive to the upstream matters: ~2× CPU).
