@@ -30,6 +30,13 @@ export function authzDataPlaneCases(
     revocationBoundMs?: number;
     /** The path the Aggregator sees for a client path (ingress-nginx rewrites /model away). */
     upstreamPath?: (clientPath: string) => string;
+    /**
+     * Statuses for a request that carries its own X-Original-URL / X-Forwarded-Uri / -Method
+     * naming another request: [an allowed request claiming a forbidden one, a forbidden request
+     * claiming an allowed one]. Default [200, 403]: the data plane hides them from keygate. A
+     * data plane that cannot (ingress-nginx without snippets) must at least refuse both.
+     */
+    clientFormStatuses?: readonly [number, number];
   },
 ): void {
   const upstreamPath = options.upstreamPath ?? ((p: string) => p);
@@ -126,4 +133,26 @@ export function authzDataPlaneCases(
       if (options.keygateBodies) expect(after.json.error).toBe('revoked_key');
     },
   );
+
+  it('a client’s own X-Original-URL / X-Forwarded-Uri / -Method never choose the verdict', async () => {
+    const { url, upstream, reader } = plane();
+    upstream.reset();
+    const forged = (path: string, method: string) => ({
+      'x-api-key': reader,
+      'X-Original-URL': `http://h${path}`,
+      'X-Original-URI': path,
+      'X-Original-Method': method,
+      'X-Forwarded-Uri': path,
+      'X-Forwarded-Method': method,
+    });
+    const statuses = [
+      (await send(url, '/model/allocation', { headers: forged('/model/etl/run', 'POST') })).status,
+      (await send(url, '/model/etl/run', { headers: forged('/model/allocation', 'GET') })).status,
+    ];
+    const expected = options.clientFormStatuses ?? [200, 403];
+    expect(statuses).toEqual(expected);
+    expect(upstream.requests.map((r) => r.url)).toEqual(
+      expected[0] === 200 ? [upstreamPath('/model/allocation')] : [],
+    );
+  });
 }

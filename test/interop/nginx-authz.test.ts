@@ -88,25 +88,4 @@ describe('nginx auth_request in front of the Aggregator, keygate answering (ship
     expect(statuses).toEqual([404, 403]);
     expect(upstream.requests).toHaveLength(0);
   });
-
-  it('a client’s own X-Original-URL / X-Forwarded-Uri / -Method never choose or spoil the verdict', async () => {
-    upstream.reset();
-    const statuses: number[] = [];
-    const forged = (path: string, method: string) => ({
-      'x-api-key': reader,
-      'X-Original-URL': `http://h${path}`,
-      'X-Forwarded-Uri': path,
-      'X-Forwarded-Method': method,
-    });
-    // Allowed for what it is, whatever it claims to be…
-    statuses.push(
-      (await send(url, '/model/allocation', { headers: forged('/model/etl/run', 'POST') })).status,
-    );
-    // …and refused for what it is, whatever it claims to be.
-    statuses.push(
-      (await send(url, '/model/etl/run', { headers: forged('/model/allocation', 'GET') })).status,
-    );
-    expect(statuses).toEqual([200, 403]);
-    expect(upstream.requests.map((r) => r.url)).toEqual(['/allocation']);
-  });
 });
