@@ -392,7 +392,9 @@ if (withNginx && canRunAuthzScenario()) {
     log,
   });
 } else {
-  log('  (h) skipped: needs nginx and its njs module (libnginx-mod-http-js)');
+  log(
+    '  (h) skipped: needs nginx and its set-misc and njs modules (libnginx-mod-http-set-misc, -js)',
+  );
 }
 
 for (const [, server] of systems) await server.stop();

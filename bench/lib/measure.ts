@@ -123,7 +123,7 @@ async function startLoggingServer(
         port: Number(match[1]),
         stop: () =>
           new Promise((r) => {
-            if (child.exitCode !== null) return r();
+            if (child.exitCode !== null || child.signalCode !== null) return r();
             child.once('exit', () => r());
             child.kill('SIGKILL');
           }),

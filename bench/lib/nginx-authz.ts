@@ -17,8 +17,11 @@ export async function startNginxAuthz(
   upstreamPort: number,
   keygatePort: number,
   cache: boolean,
-  /** 'raw': the credential itself as nginx's cache key (bench comparison only, never shipped). */
-  cacheKey: 'hashed' | 'raw' = 'hashed',
+  /**
+   * The caching snippet's key builder: 'set-misc' as shipped, 'njs' its documented alternative,
+   * 'raw' the credential itself as nginx's cache key (a comparison only: never shipped).
+   */
+  cacheKey: 'set-misc' | 'njs' | 'raw' = 'set-misc',
 ): Promise<Server> {
   mkdirSync(dir, { recursive: true });
   const file = cache ? 'keygate-authz-cache.conf' : 'keygate-authz.conf';
@@ -50,6 +53,12 @@ export async function startNginxAuthz(
     snippet.indexOf('location = /_keygate_authz'),
     snippet.indexOf('# protected location'),
   );
+  // njs and raw: without the two set_* lines of the shipped auth location.
+  if (cache && cacheKey !== 'set-misc') {
+    const setLines = authLocation.split('\n').filter((l) => /^\s*set_[a-z0-9_]+ /.test(l));
+    if (setLines.length !== 2) throw new Error(`${file}: expected the two set_* key lines`);
+    for (const line of setLines) authLocation = authLocation.replace(`${line}\n`, '');
+  }
   if (cacheKey === 'raw') {
     const swaps: Array<[string, string]> = [
       [
@@ -84,14 +93,25 @@ export async function startNginxAuthz(
   );
   const http = [
     `  upstream keygate_authz { server 127.0.0.1:${keygatePort}; keepalive 64; }`,
-    cache ? fill(commented('# In http { }', '# Then include this file')) : '',
+    cache
+      ? fill(commented('# In http { }', '# Without set-misc'))
+          .split('\n')
+          // raw has no $keygate_cache_key at all (nor its "no key" map).
+          .filter((l) => cacheKey !== 'raw' || !l.includes('$keygate_cache_key'))
+          .join('\n')
+      : '',
+    cache && cacheKey === 'njs' ? fill(commented('# Without set-misc', '# It hashes')) : '',
   ].join('\n');
   const server = await startNginxWith(
     dir,
     upstreamPort,
     http,
     fill(`${authLocation}\n${protectedLocation}`),
-    cache ? commented('# Needs the njs module', '# In http { }') : '',
+    !cache || cacheKey === 'raw'
+      ? ''
+      : cacheKey === 'njs'
+        ? 'load_module /usr/lib/nginx/modules/ngx_http_js_module.so;'
+        : commented('# Needs the set-misc module', '# In http { }'),
   );
   return {
     ...server,

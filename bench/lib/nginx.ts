@@ -96,10 +96,14 @@ ${server}
         .map(Number);
       return [master, ...children];
     },
+    // Already gone: resolve now ('exit' will not come again). Still there after 5 s: SIGKILL,
+    // so a stuck nginx can never hang the bench.
     stop: () =>
       new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once('exit', () => resolve());
         child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
       }),
   };
 }

@@ -1,6 +1,6 @@
-// The cache key of keygate-authz-cache.conf: a SHA-256 of everything keygate's answer depends
-// on, so that nginx, which writes each cache key in clear into its cache file, never writes a
-// credential to disk. Loaded with `js_import` (njs, Debian: libnginx-mod-http-js).
+// The cache key of keygate-authz-cache.conf for nginx builds without set-misc (nginx.org ships
+// njs): a SHA-256 of everything keygate's answer depends on, so that nginx, which writes each
+// cache key in clear into its cache file, never writes a credential to disk. Loaded with `js_import` (njs, Debian: libnginx-mod-http-js).
 //
 // Hashed: the original method and request URI (what the snippet sends keygate as
 // X-Original-Method / X-Original-URI), and every value of the two headers keygate reads the
