@@ -1,8 +1,9 @@
 import { expect, it } from 'vitest';
-import { type Gateway, TEST_ACTOR } from './gateway.js';
+import { type Gateway, startGateway, TEST_ACTOR, testConfig } from './gateway.js';
 import { send } from './http.js';
+import { RedisServer } from './redis-server.js';
 import { until } from './until.js';
-import type { RecordingUpstream } from './upstream.js';
+import { RecordingUpstream } from './upstream.js';
 
 export interface DataPlaneUnderTest {
   /** The data plane's own address (nginx, Caddy, …) in front of the recording Aggregator. */
@@ -12,6 +13,46 @@ export interface DataPlaneUnderTest {
   gw: Gateway;
   account: string;
   reader: string;
+}
+
+/** What stands behind a data plane under test: a real Redis, the recording Aggregator, keygate. */
+export interface AuthzBackend {
+  redis: RedisServer;
+  upstream: RecordingUpstream;
+  /** keygate in authz mode (Redis store), trusting the data plane on 127.0.0.1. */
+  gw: Gateway;
+  /** A reader key of `account`. */
+  reader: string;
+  /** host:port of keygate and of the Aggregator, for the data plane's config. */
+  keygateHost: string;
+  aggregatorHost: string;
+  close(): Promise<void>;
+}
+
+export async function startAuthzBackend(account: string): Promise<AuthzBackend> {
+  const redis = await RedisServer.start();
+  const upstream = await RecordingUpstream.start();
+  const gw = await startGateway({
+    config: testConfig(upstream.url, {
+      mode: 'authz',
+      store: { type: 'redis', redis: { url: redis.url } },
+      trustedProxies: ['127.0.0.1/32'],
+    }),
+  });
+  const reader = (await gw.issue(account, 'reader')).key;
+  return {
+    redis,
+    upstream,
+    gw,
+    reader,
+    keygateHost: `127.0.0.1:${gw.port}`,
+    aggregatorHost: new URL(upstream.url).host,
+    close: async () => {
+      await gw.close();
+      await upstream.close();
+      await redis.destroy();
+    },
+  };
 }
 
 /**

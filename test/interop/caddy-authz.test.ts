@@ -4,10 +4,12 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
-import { authzDataPlaneCases } from '../helpers/authz-data-plane.js';
-import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
-import { freePort, RedisServer } from '../helpers/redis-server.js';
-import { RecordingUpstream } from '../helpers/upstream.js';
+import {
+  type AuthzBackend,
+  authzDataPlaneCases,
+  startAuthzBackend,
+} from '../helpers/authz-data-plane.js';
+import { freePort } from '../helpers/redis-server.js';
 
 // The shipped Caddyfile, exactly as an operator copies it; only the three addresses are filled
 // in, and Caddy's admin endpoint and automatic HTTPS are turned off for a test on loopback.
@@ -16,11 +18,8 @@ const SHIPPED = readFileSync(
   'utf8',
 );
 
-let redis: RedisServer;
-let upstream: RecordingUpstream;
-let gw: Gateway;
+let backend: AuthzBackend;
 let caddy: ChildProcess;
-let reader: string;
 let url: string;
 
 async function listening(port: number): Promise<boolean> {
@@ -35,23 +34,14 @@ async function listening(port: number): Promise<boolean> {
 }
 
 beforeAll(async () => {
-  redis = await RedisServer.start();
-  upstream = await RecordingUpstream.start();
-  gw = await startGateway({
-    config: testConfig(upstream.url, {
-      mode: 'authz',
-      store: { type: 'redis', redis: { url: redis.url } },
-      trustedProxies: ['127.0.0.1/32'],
-    }),
-  });
-  reader = (await gw.issue('caddy-team', 'reader')).key;
+  backend = await startAuthzBackend('caddy-team');
   const dir = mkdtempSync(join(tmpdir(), 'keygate-caddy-'));
   const port = await freePort();
   const caddyfile = join(dir, 'Caddyfile');
   writeFileSync(
     caddyfile,
-    `{\n\tadmin off\n\tauto_https off\n}\n${SHIPPED.replaceAll('KEYGATE', `127.0.0.1:${gw.port}`)
-      .replaceAll('AGGREGATOR', new URL(upstream.url).host)
+    `{\n\tadmin off\n\tauto_https off\n}\n${SHIPPED.replaceAll('KEYGATE', backend.keygateHost)
+      .replaceAll('AGGREGATOR', backend.aggregatorHost)
       .replaceAll(':LISTEN', `http://127.0.0.1:${port}`)}`,
   );
   let stderr = '';
@@ -82,13 +72,11 @@ afterAll(async () => {
     caddy.kill('SIGTERM');
     await exited;
   }
-  await gw?.close();
-  await upstream?.close();
-  await redis?.destroy();
+  await backend?.close();
 });
 
 describe('Caddy forward_auth in front of the Aggregator, keygate answering (shipped Caddyfile)', () => {
-  authzDataPlaneCases(() => ({ url, upstream, gw, account: 'caddy-team', reader }), {
+  authzDataPlaneCases(() => ({ ...backend, url, account: 'caddy-team' }), {
     keygateBodies: true,
     upstreamPath: (p) => p.replace(/^\/model/, ''),
   });

@@ -2,14 +2,15 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, stringify } from 'yaml';
-import { authzDataPlaneCases } from '../helpers/authz-data-plane.js';
-import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
+import {
+  type AuthzBackend,
+  authzDataPlaneCases,
+  startAuthzBackend,
+} from '../helpers/authz-data-plane.js';
 import { assertHelm } from '../helpers/helm.js';
 import { send } from '../helpers/http.js';
 import { ingressNginxServerBlock } from '../helpers/ingress-nginx.js';
 import { type RunningNginx, startNginx } from '../helpers/nginx.js';
-import { RedisServer } from '../helpers/redis-server.js';
-import { RecordingUpstream } from '../helpers/upstream.js';
 
 // The shipped Ingress, exactly as an operator applies it; the location ingress-nginx renders
 // from its annotations runs in a real nginx (test/helpers/ingress-nginx.ts says how it is built).
@@ -49,52 +50,29 @@ function chartIngress(): string {
   return stringify(ingresses[0]);
 }
 
-let redis: RedisServer;
-let upstream: RecordingUpstream;
-let gw: Gateway;
+let backend: AuthzBackend;
 let nginx: RunningNginx;
-let reader: string;
 let url: string;
 let chartNginx: RunningNginx;
 let chartUrl: string;
 
 beforeAll(async () => {
-  redis = await RedisServer.start();
-  upstream = await RecordingUpstream.start();
-  gw = await startGateway({
-    config: testConfig(upstream.url, {
-      mode: 'authz',
-      store: { type: 'redis', redis: { url: redis.url } },
-      trustedProxies: ['127.0.0.1/32'],
-    }),
-  });
-  reader = (await gw.issue('ingress-team', 'reader')).key;
-  nginx = await startNginx(() =>
-    ingressNginxServerBlock(INGRESS, {
-      keygate: `127.0.0.1:${gw.port}`,
-      aggregator: new URL(upstream.url).host,
-    }),
-  );
+  backend = await startAuthzBackend('ingress-team');
+  const targets = { keygate: backend.keygateHost, aggregator: backend.aggregatorHost };
+  nginx = await startNginx(() => ingressNginxServerBlock(INGRESS, targets));
   url = `http://127.0.0.1:${nginx.port}`;
-  chartNginx = await startNginx(() =>
-    ingressNginxServerBlock(chartIngress(), {
-      keygate: `127.0.0.1:${gw.port}`,
-      aggregator: new URL(upstream.url).host,
-    }),
-  );
+  chartNginx = await startNginx(() => ingressNginxServerBlock(chartIngress(), targets));
   chartUrl = `http://127.0.0.1:${chartNginx.port}`;
 });
 
 afterAll(async () => {
   await nginx?.stop();
   await chartNginx?.stop();
-  await gw?.close();
-  await upstream?.close();
-  await redis?.destroy();
+  await backend?.close();
 });
 
 describe('ingress-nginx annotations in front of the Aggregator, keygate answering (shipped Ingress)', () => {
-  authzDataPlaneCases(() => ({ url, upstream, gw, account: 'ingress-team', reader }), {
+  authzDataPlaneCases(() => ({ ...backend, url, account: 'ingress-team' }), {
     keygateBodies: false,
     // rewrite-target /$2: the Aggregator serves the API without Kubecost's /model prefix.
     upstreamPath: (p) => p.replace(/^\/model/, ''),
@@ -104,17 +82,17 @@ describe('ingress-nginx annotations in front of the Aggregator, keygate answerin
   });
 
   it('keygate judges the path the client sent (/model/...), not the rewritten one', async () => {
-    upstream.reset();
+    backend.upstream.reset();
     // /model/etl/run is a write route: the reader is refused even though the Aggregator would
     // see /etl/run, which matches no rule at all.
-    const res = await send(url, '/model/etl/run', { headers: { 'x-api-key': reader } });
+    const res = await send(url, '/model/etl/run', { headers: { 'x-api-key': backend.reader } });
     expect(res.status).toBe(403);
-    expect(upstream.requests).toHaveLength(0);
+    expect(backend.upstream.requests).toHaveLength(0);
   });
 });
 
 describe('the Ingress the Helm chart renders (config.mode=authz, authz.ingressNginx.enabled)', () => {
-  authzDataPlaneCases(() => ({ url: chartUrl, upstream, gw, account: 'ingress-team', reader }), {
+  authzDataPlaneCases(() => ({ ...backend, url: chartUrl, account: 'ingress-team' }), {
     keygateBodies: false,
     upstreamPath: (p) => p.replace(/^\/model/, ''),
     // ingress-nginx's auth location (no snippets) cannot hide a client's X-Forwarded-Uri:

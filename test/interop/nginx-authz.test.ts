@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { authzDataPlaneCases } from '../helpers/authz-data-plane.js';
-import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
+import {
+  type AuthzBackend,
+  authzDataPlaneCases,
+  startAuthzBackend,
+} from '../helpers/authz-data-plane.js';
 import { send } from '../helpers/http.js';
 import { type RunningNginx, startNginx } from '../helpers/nginx.js';
-import { RedisServer } from '../helpers/redis-server.js';
-import { RecordingUpstream } from '../helpers/upstream.js';
 
 // The shipped snippet, exactly as an operator copies it: the internal auth location as is, and
 // the "protected location" block un-commented. Only the two addresses are filled in.
@@ -25,56 +26,44 @@ function shipped(keygate: string, aggregator: string): string {
     .replaceAll('AGGREGATOR', aggregator);
 }
 
-let redis: RedisServer;
-let upstream: RecordingUpstream;
-let gw: Gateway;
+let backend: AuthzBackend;
 let nginx: RunningNginx;
-let reader: string;
 let url: string;
 
 beforeAll(async () => {
-  redis = await RedisServer.start();
-  upstream = await RecordingUpstream.start();
-  gw = await startGateway({
-    config: testConfig(upstream.url, {
-      mode: 'authz',
-      store: { type: 'redis', redis: { url: redis.url } },
-      trustedProxies: ['127.0.0.1/32'],
-    }),
-  });
-  reader = (await gw.issue('nginx-team', 'reader')).key;
-  nginx = await startNginx(() => shipped(`127.0.0.1:${gw.port}`, new URL(upstream.url).host));
+  backend = await startAuthzBackend('nginx-team');
+  nginx = await startNginx(() => shipped(backend.keygateHost, backend.aggregatorHost));
   url = `http://127.0.0.1:${nginx.port}`;
 });
 
 afterAll(async () => {
   await nginx?.stop();
-  await gw?.close();
-  await upstream?.close();
-  await redis?.destroy();
+  await backend?.close();
 });
 
 describe('nginx auth_request in front of the Aggregator, keygate answering (shipped snippet)', () => {
-  authzDataPlaneCases(() => ({ url, upstream, gw, account: 'nginx-team', reader }), {
+  authzDataPlaneCases(() => ({ ...backend, url, account: 'nginx-team' }), {
     keygateBodies: false,
     upstreamPath: (p) => p.replace(/^\/model/, ''),
   });
 
   it('the Aggregator gets the target keygate judged, minus /model: raw bytes, or nginx’s decoded equivalent', async () => {
-    upstream.reset();
+    backend.upstream.reset();
     const plain = '/model/allocation/summary?window=7d&filter=namespace%3A%22a%2Fb%22&x=%7E';
     const encoded = '/model/allocation/%41b?window=7d';
     for (const target of [plain, encoded]) {
-      expect((await send(url, target, { headers: { 'x-api-key': reader } })).status).toBe(200);
+      expect((await send(url, target, { headers: { 'x-api-key': backend.reader } })).status).toBe(
+        200,
+      );
     }
-    expect(upstream.requests.map((r) => r.url)).toEqual([
+    expect(backend.upstream.requests.map((r) => r.url)).toEqual([
       plain.slice('/model'.length),
       '/allocation/Ab?window=7d',
     ]);
   });
 
   it('a path with an encoded separator never reaches the Aggregator', async () => {
-    upstream.reset();
+    backend.upstream.reset();
     const statuses: number[] = [];
     // nginx decodes %2F and %2E before choosing a location: the first leaves /model/ (nginx's
     // own 404); the second stays in it, and keygate reads %2e%2e as `..` too (RFC 3986), so it
@@ -83,9 +72,9 @@ describe('nginx auth_request in front of the Aggregator, keygate answering (ship
       '/model/allocation%2F..%2F..%2Fetl/run',
       '/model/allocation/%2e%2e/etl',
     ]) {
-      statuses.push((await send(url, target, { headers: { 'x-api-key': reader } })).status);
+      statuses.push((await send(url, target, { headers: { 'x-api-key': backend.reader } })).status);
     }
     expect(statuses).toEqual([404, 403]);
-    expect(upstream.requests).toHaveLength(0);
+    expect(backend.upstream.requests).toHaveLength(0);
   });
 });
