@@ -219,6 +219,51 @@ describe('chart wiring', () => {
     expect(out).not.toContain('kind: ServiceMonitor');
   });
 
+  it('the PrometheusRule appears only where monitoring.coreos.com/v1 exists, and validates', async () => {
+    const monitoring = join(CHART, 'ci/monitoring-values.yaml');
+    const { objects } = render([monitoring]);
+    const rule = find(objects, 'PrometheusRule') as never as {
+      metadata: { labels: Record<string, string> };
+      spec: { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
+    };
+    expect(await validateK8sObject(rule)).toEqual([]);
+    expect(rule.metadata.labels.release).toBe('prometheus');
+    const rules = rule.spec.groups.flatMap((g) => g.rules);
+    expect(rules.map((r) => r.alert).sort()).toEqual([
+      'KeygateDown',
+      'KeygateHigh5xxRatio',
+      'KeygateKeyStoreDown',
+      'KeygateKeysExpiringInUse',
+      'KeygateUpstreamErrors',
+      'KeygateVerifyShedding',
+    ]);
+    // The job the ServiceMonitor gives its targets: the Service's name.
+    expect(rules.find((r) => r.alert === 'KeygateDown')?.expr).toContain('job="kg-keygate"');
+    const out = execFileSync(HELM, ['template', 'kg', CHART, '-f', monitoring], {
+      encoding: 'utf8',
+    });
+    expect(out).not.toContain('kind: PrometheusRule');
+  });
+
+  it('no PrometheusRule unless prometheusRule.enabled, nor in mode sidecar', () => {
+    const gatewayOnly = render([gateway]);
+    expect(gatewayOnly.ok, gatewayOnly.stderr).toBe(true);
+    expect(gatewayOnly.objects.some((o) => o.kind === 'PrometheusRule')).toBe(false);
+    const sidecar = render(
+      [join(CHART, 'ci/sidecar-values.yaml')],
+      ['--set', 'prometheusRule.enabled=true'],
+    );
+    expect(sidecar.ok, sidecar.stderr).toBe(true);
+    expect(sidecar.objects.some((o) => o.kind === 'PrometheusRule')).toBe(false);
+  });
+
+  it('values.schema.json refuses a prometheusRule.job that would break out of the PromQL string', () => {
+    const values = mergeValues(defaults, { prometheusRule: { job: 'x"} or vector(1) #' } });
+    expect(validateValues(values)).toBe(false);
+    const bad = mergeValues(defaults, { prometheusRule: { thresholds: { downFor: '5 minutes' } } });
+    expect(validateValues(bad)).toBe(false);
+  });
+
   type PodSpec = {
     containers: Array<{
       name: string;

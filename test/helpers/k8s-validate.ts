@@ -23,7 +23,8 @@ const MODEL_BY_KIND: Record<string, string> = {
 
 /**
  * CRDs have no client-node model: the fields the chart renders are checked against these
- * lists, copied from the CRDs' documented specs (prometheus-operator v0.7x ServiceMonitor,
+ * lists, copied from the CRDs' documented specs (prometheus-operator v0.7x ServiceMonitor
+ * and PrometheusRule,
  * Gateway API v1 HTTPRoute). A field not listed is an error, as for the core kinds.
  */
 const CRD_FIELDS: Record<string, Record<string, string[]>> = {
@@ -55,6 +56,20 @@ const CRD_FIELDS: Record<string, Record<string, string[]>> = {
       'basicAuth',
     ],
     'spec.selector': ['matchLabels', 'matchExpressions'],
+  },
+  'monitoring.coreos.com/v1/PrometheusRule': {
+    '': ['apiVersion', 'kind', 'metadata', 'spec'],
+    spec: ['groups'],
+    'spec.groups[]': ['name', 'interval', 'rules', 'limit', 'partial_response_strategy'],
+    'spec.groups[].rules[]': [
+      'alert',
+      'record',
+      'expr',
+      'for',
+      'keep_firing_for',
+      'labels',
+      'annotations',
+    ],
   },
   'gateway.networking.k8s.io/v1/HTTPRoute': {
     '': ['apiVersion', 'kind', 'metadata', 'spec'],

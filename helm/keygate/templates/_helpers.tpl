@@ -312,3 +312,66 @@ readinessProbe:
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The alert groups, shared by the PrometheusRule and (rendered with job=keygate) by
+deploy/prometheus/keygate-rules.yaml. Args: job (scrape job label), t (thresholds), runbook.
+*/}}
+{{- define "keygate.prometheusRuleGroups" -}}
+groups:
+  - name: keygate
+    rules:
+      - alert: KeygateDown
+        expr: up{job="{{ .job }}"} == 0 or absent(up{job="{{ .job }}"})
+        for: {{ .t.downFor }}
+        labels:
+          severity: critical
+        annotations:
+          summary: keygate is down (or not scraped) on {{`{{ $labels.instance }}`}}
+          description: Prometheus could not scrape keygate's /metrics (job {{ .job }}) for {{ .t.downFor }}, or has no keygate target at all; callers behind it may get no answer.
+          runbook_url: {{ .runbook }}#keygatedown
+      - alert: KeygateKeyStoreDown
+        expr: max by (instance) (keygate_store_up{job="{{ .job }}"}) == 0
+        for: {{ .t.storeDownFor }}
+        labels:
+          severity: critical
+        annotations:
+          summary: keygate on {{`{{ $labels.instance }}`}} cannot reach its key store
+          description: keygate_store_up has been 0 for {{ .t.storeDownFor }}; keys not in the verified-key cache are refused with 503 store_unavailable.
+          runbook_url: {{ .runbook }}#keygatekeystoredown
+      - alert: KeygateHigh5xxRatio
+        expr: (sum by (job) (rate(keygate_requests_total{job="{{ .job }}",code=~"5.."}[5m])) / sum by (job) (rate(keygate_requests_total{job="{{ .job }}"}[5m]))) > {{ .t.errorRatio5xx }}
+        for: {{ .t.errorRatioFor }}
+        labels:
+          severity: warning
+        annotations:
+          summary: more than {{ mulf .t.errorRatio5xx 100 }}% of keygate's answers are 5xx
+          description: '{{`{{ $value | humanizePercentage }}`}} of requests were answered 5xx over the last 5 minutes (keygate, its store or the upstream).'
+          runbook_url: {{ .runbook }}#keygatehigh5xxratio
+      - alert: KeygateVerifyShedding
+        expr: sum by (job) (rate(keygate_auth_decisions_total{job="{{ .job }}",result="verify_overloaded"}[5m])) > 0
+        for: {{ .t.sheddingFor }}
+        labels:
+          severity: warning
+        annotations:
+          summary: keygate is shedding key verifications (argon2 queue full)
+          description: '{{`{{ $value | humanize }}`}} requests per second are refused with 503 verify_overloaded: the argon2 verify queue (keys.verifyQueue) is full.'
+          runbook_url: {{ .runbook }}#keygateverifyshedding
+      - alert: KeygateUpstreamErrors
+        expr: (sum by (job) (rate(keygate_upstream_errors_total{job="{{ .job }}"}[5m])) / sum by (job) (rate(keygate_requests_total{job="{{ .job }}"}[5m]))) > {{ .t.upstreamErrorRatio }}
+        for: {{ .t.upstreamErrorsFor }}
+        labels:
+          severity: warning
+        annotations:
+          summary: keygate's upstream fails more than {{ mulf .t.upstreamErrorRatio 100 }}% of requests
+          description: '{{`{{ $value | humanizePercentage }}`}} of requests got no answer from the upstream over 5 minutes (see keygate_upstream_errors_total by kind).'
+          runbook_url: {{ .runbook }}#keygateupstreamerrors
+      - alert: KeygateKeysExpiringInUse
+        expr: max by (account) (keygate_keys_expiring{job="{{ .job }}",within="7d",in_use="true"}) > 0
+        labels:
+          severity: warning
+        annotations:
+          summary: account {{`{{ $labels.account }}`}} has {{`{{ $value }}`}} key(s) in use that expire within 7 days
+          description: 'A key of account {{`{{ $labels.account }}`}} was used recently and expires within 7 days; the job using it breaks then. Find it with `keygate keys list --expiring 7d`.'
+          runbook_url: {{ .runbook }}#keygatekeysexpiringinuse
+{{- end -}}
