@@ -8,6 +8,7 @@ import { RequestHeaderBuilder, trustedProxyList } from './forward/request-header
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
 import { openUpstreamCredential } from './forward/upstream-credential.js';
 import type { Hasher } from './keys/hasher.js';
+import { KeyExpiryMonitor } from './keys/key-expiry.js';
 import { createKeyRuntime } from './keys/key-runtime.js';
 import type { KeyService } from './keys/key-service.js';
 import { LastUsedRecorder } from './keys/last-used.js';
@@ -107,6 +108,17 @@ export function createApp(deps: AppDeps): App {
   });
   lastUsed.start();
   const readiness = new Readiness(store, metrics);
+  // keygate_keys_expiring: a scan of all keys every ops.keyExpiryRefresh, off the request path.
+  const keyExpiry = new KeyExpiryMonitor({
+    store,
+    clock,
+    intervalMs: config.ops.keyExpiryRefreshMs,
+    inUseSeconds: Math.round(config.ops.keyInUseWithinMs / 1000),
+    publish: (counts) => metrics.keysExpiring(counts),
+    onError: (err) =>
+      logger.warn({ err: String(err) }, 'could not refresh keygate_keys_expiring; will retry'),
+  });
+  keyExpiry.start();
   // store_up follows the store even when nobody polls /readyz.
   const storeProbe = setInterval(() => void readiness.check(), STORE_PROBE_MS);
   storeProbe.unref();
@@ -173,6 +185,7 @@ export function createApp(deps: AppDeps): App {
       ]);
       if (timedOut) server.closeAllConnections();
       clearInterval(storeProbe);
+      await keyExpiry.close();
       upstreamCredential?.close();
       await upstream.close();
       await lastUsed.close();

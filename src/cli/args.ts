@@ -11,6 +11,7 @@ export const OPTIONS = {
   'expires-at': { type: 'string' },
   scopes: { type: 'string' },
   grace: { type: 'string' },
+  expiring: { type: 'string' },
   disable: { type: 'boolean' },
   enable: { type: 'boolean' },
   json: { type: 'boolean' },

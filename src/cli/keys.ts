@@ -2,7 +2,7 @@ import { parseDurationMs } from '../config/duration.js';
 import type { Actor, IssuedKey, KeyService } from '../keys/key-service.js';
 import { systemClock } from '../shared/clock.js';
 import { need, str, UsageError, type Values } from './args.js';
-import { keyTable, printJson, time } from './output.js';
+import { expiringKeyTable, keyTable, printJson, time } from './output.js';
 
 /** `keygate keys create|list|revoke|rotate`. */
 export async function keysCommand(
@@ -30,6 +30,21 @@ export async function keysCommand(
       return 0;
     }
     case 'list': {
+      const expiring = str(values.expiring);
+      if (expiring !== undefined) {
+        // Across all accounts unless one is named: which jobs break this week?
+        const ms = parseDurationMs(expiring);
+        if (ms === undefined || ms <= 0)
+          throw new UsageError(
+            `--expiring: expected a duration such as 7d or 24h, got "${expiring}"`,
+          );
+        if (args.length > 1)
+          throw new UsageError('usage: keygate keys list [ACCOUNT] --expiring 7d');
+        const items = await keys.listExpiringKeys(actor, args[0], Math.ceil(ms / 1000));
+        if (values.json) printJson({ items });
+        else expiringKeyTable(items);
+        return 0;
+      }
       const [account] = need(args, 1, 'keys list ACCOUNT') as [string];
       const items = await keys.listKeys(actor, account);
       if (values.json) printJson({ items });

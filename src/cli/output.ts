@@ -19,18 +19,29 @@ export function table(header: string[], rows: string[][]): void {
 }
 
 export function keyTable(items: KeyView[]): void {
+  table(KEY_COLUMNS, items.map(keyRow));
+}
+
+/** `keys list --expiring`: the same columns, after the account each key belongs to. */
+export function expiringKeyTable(items: Array<KeyView & { account: string }>): void {
   table(
-    ['ID', 'STATUS', 'DESCRIPTION', 'SCOPES', 'CREATED', 'EXPIRES', 'LAST USED'],
-    items.map((k) => [
-      k.id,
-      k.status === 'rotating' ? `rotating → ${k.replaced_by}` : k.status,
-      k.description,
-      k.scopes?.join(',') ?? '(role)',
-      time(k.created_at),
-      k.expires_at === 0 ? 'never' : time(k.expires_at),
-      k.last_used_at === 0 ? 'never' : time(k.last_used_at),
-    ]),
+    ['ACCOUNT', ...KEY_COLUMNS],
+    items.map((k) => [k.account, ...keyRow(k)]),
   );
+}
+
+const KEY_COLUMNS = ['ID', 'STATUS', 'DESCRIPTION', 'SCOPES', 'CREATED', 'EXPIRES', 'LAST USED'];
+
+function keyRow(k: KeyView): string[] {
+  return [
+    k.id,
+    k.status === 'rotating' ? `rotating → ${k.replaced_by}` : k.status,
+    k.description,
+    k.scopes?.join(',') ?? '(role)',
+    time(k.created_at),
+    k.expires_at === 0 ? 'never' : time(k.expires_at),
+    k.last_used_at === 0 ? 'never' : time(k.last_used_at),
+  ];
 }
 
 /**

@@ -9,6 +9,7 @@ export const USAGE = `usage: keygate <command> [options]
   accounts delete NAME                         deletes the account and all its keys
   keys create ACCOUNT [--description TEXT] [--expires-in 90d | --expires-at TIME] [--scopes a,b]
   keys list ACCOUNT
+  keys list [ACCOUNT] --expiring 7d            keys that still work and expire within 7d (all accounts)
   keys revoke ACCOUNT KEY_ID
   keys rotate ACCOUNT KEY_ID [--grace 24h]     new key now, old key works until the grace ends
   version                                      print the version

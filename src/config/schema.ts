@@ -267,6 +267,16 @@ export const configSchema = z
         port: port.default(9464),
         /** When set, /metrics requires `Authorization: Bearer <contents of this file>`. */
         metricsTokenFile: z.string().min(1).optional(),
+        /** How often keygate_keys_expiring is refreshed from the store (one scan of all keys). */
+        keyExpiryRefresh: timeout
+          .refine((ms) => ms >= 10_000, { message: 'at least 10s: each refresh reads every key' })
+          .default(300_000),
+        /** A key last used within this counts as in use (keygate_keys_expiring{in_use}). */
+        keyInUseWithin: duration
+          .refine((ms) => ms >= 60_000, {
+            message: 'at least 1m: last use is recorded at most once a minute',
+          })
+          .default(7 * 86_400_000),
       })
       .prefault({}),
     metrics: z
@@ -441,6 +451,7 @@ export const configSchema = z
       'bodyIdleTimeout',
     ]),
     authz: withMsNames(c.authz, ['cacheTtl']),
+    ops: withMsNames(c.ops, ['keyExpiryRefresh', 'keyInUseWithin']),
     upstream:
       c.upstream === undefined ? undefined : withMsNames(c.upstream, ['connectTimeout', 'timeout']),
     store: { ...c.store, redis: withMsNames(c.store.redis, ['commandTimeout', 'connectTimeout']) },

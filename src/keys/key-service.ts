@@ -4,6 +4,7 @@ import { ownEntry } from '../shared/null-proto-record.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
 import type { Hasher } from './hasher.js';
+import { listExpiringKeys } from './key-expiry.js';
 import { generateKey, isValidKeyId } from './key-format.js';
 import type { VerifyPool } from './verify-pool.js';
 
@@ -226,6 +227,22 @@ export class KeyService {
     return this.audited(actor, 'key.list', accountName, async () => {
       await this.requireAccount(accountName);
       return (await this.deps.store.listKeys(accountName)).map((k) => this.keyView(k));
+    });
+  }
+
+  /**
+   * Keys that still work and expire within `withinSeconds`, soonest first: of one account, or
+   * of every account when none is named (`keygate keys list --expiring 7d`).
+   */
+  listExpiringKeys(
+    actor: Actor,
+    accountName: string | undefined,
+    withinSeconds: number,
+  ): Promise<Array<KeyView & { account: string }>> {
+    return this.audited(actor, 'key.list', accountName ?? '*', async () => {
+      if (accountName !== undefined) await this.requireAccount(accountName);
+      const keys = await listExpiringKeys(this.deps.store, this.now(), withinSeconds, accountName);
+      return keys.map((k) => ({ account: k.account, ...this.keyView(k) }));
     });
   }
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { HTTP_METHODS } from '../config/schema.js';
 import type { UpstreamFailure } from '../forward/upstream-errors.js';
+import type { ExpiryCount } from '../keys/key-expiry.js';
 import type { CacheEvent } from '../keys/verifier.js';
 import type { Operation } from '../store/instrumented-key-store.js';
 import { HotCounter, HotHistogram } from './hot-metrics.js';
@@ -110,6 +111,7 @@ export class Metrics {
   private readonly upstreamErrorChild: (kind: string) => CounterChild;
   private readonly credentialReloadChild: (result: string) => CounterChild;
   private readonly keyVerifyDuration: Histogram;
+  private readonly keysExpiringGauge: Gauge;
 
   constructor(options: MetricsOptions) {
     this.perAccount = options.accountLabel ?? true;
@@ -212,6 +214,14 @@ export class Metrics {
     this.credentialReloadChild = childCache(
       (result) => reloads?.labels({ result }) ?? { inc: () => {} },
     );
+    // Per account, never per key: at most accounts × 2 windows × 2 in_use series, and only
+    // non-zero counts are set, so an account with nothing expiring exports nothing.
+    this.keysExpiringGauge = new Gauge({
+      name: 'keygate_keys_expiring',
+      help: 'Keys that expire within `within` (1d, 7d; cumulative), by account and whether they were used recently (in_use). Refreshed from the store every ops.keyExpiryRefresh.',
+      labelNames: ['account', 'within', 'in_use'],
+      registers,
+    });
     new Gauge({
       name: 'keygate_build_info',
       help: 'Always 1; the labels say which keygate version runs on which Node.js.',
@@ -275,6 +285,28 @@ export class Metrics {
   /** The upstream credential file was re-read: a changed value taken, or a failed re-read. */
   credentialReloaded(result: 'ok' | 'error'): void {
     this.credentialReloadChild(result).inc();
+  }
+
+  /**
+   * Fresh counts of keys expiring soon: replaces the previous ones entirely, so accounts whose
+   * keys were renewed, revoked or expired drop out. With metrics.accountLabel off, summed
+   * under "_all".
+   */
+  keysExpiring(counts: readonly ExpiryCount[]): void {
+    const sums = new Map<string, { labels: Record<string, string>; value: number }>();
+    for (const c of counts) {
+      const labels = {
+        account: this.accountLabel(c.account),
+        within: c.within,
+        in_use: String(c.inUse),
+      };
+      const id = `${labels.account}\n${labels.within}\n${labels.in_use}`;
+      const entry = sums.get(id);
+      if (entry) entry.value += c.count;
+      else sums.set(id, { labels, value: c.count });
+    }
+    this.keysExpiringGauge.reset();
+    for (const { labels, value } of sums.values()) this.keysExpiringGauge.set(labels, value);
   }
 
   /** The exposition text for /metrics. */

@@ -222,11 +222,11 @@ describe('chart wiring', () => {
   it('the PrometheusRule appears only where monitoring.coreos.com/v1 exists, and validates', async () => {
     const monitoring = join(CHART, 'ci/monitoring-values.yaml');
     const { objects } = render([monitoring]);
+    expect(await validateK8sObject(find(objects, 'PrometheusRule'))).toEqual([]);
     const rule = find(objects, 'PrometheusRule') as never as {
       metadata: { labels: Record<string, string> };
       spec: { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
     };
-    expect(await validateK8sObject(rule)).toEqual([]);
     expect(rule.metadata.labels.release).toBe('prometheus');
     const rules = rule.spec.groups.flatMap((g) => g.rules);
     expect(rules.map((r) => r.alert).sort()).toEqual([
