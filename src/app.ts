@@ -47,6 +47,8 @@ export interface App {
   readonly server: Server;
   readonly opsServer: Server;
   readonly lastUsed: LastUsedRecorder;
+  /** Refreshes keygate_keys_expiring every ops.keyExpiryRefresh; refresh() runs one scan now. */
+  readonly keyExpiry: KeyExpiryMonitor;
   readonly metrics: Metrics;
   readonly keys: KeyService;
   listen(port?: number, host?: string): Promise<AddressInfo>;
@@ -211,6 +213,7 @@ export function createApp(deps: AppDeps): App {
     opsServer,
     keys,
     lastUsed,
+    keyExpiry,
     metrics,
     listen: (port = listen.port, host = listen.host) => listenOn(server, port, host),
     listenOps: (port = config.ops.port, host = config.ops.host) => listenOn(opsServer, port, host),
