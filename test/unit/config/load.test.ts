@@ -53,7 +53,12 @@ describe('parseConfig', () => {
       bodyIdleTimeoutMs: 15_000,
       maxInflightPerAccount: 64,
     });
-    expect(config.ops).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(config.ops).toEqual({
+      host: '127.0.0.1',
+      port: 9464,
+      keyExpiryRefreshMs: 300_000,
+      keyInUseWithinMs: 7 * 86_400_000,
+    });
     expect(config.upstream?.queue).toBe(256);
     expect(config.upstream?.dropHeaders).toEqual([]);
     expect(config.keys.failureBudget).toEqual({ perKeyId: 10, perAddress: 30, windowMs: 60_000 });
@@ -455,5 +460,21 @@ describe('durations carry their unit after parsing', () => {
     expect(problems(`${MIN}keys: { cacheTtlMs: 5 }\n`)).toEqual([
       { path: 'keys.cacheTtlMs', message: expect.stringContaining('unknown key') },
     ]);
+  });
+});
+
+describe('ops.keyExpiryRefresh and ops.keyInUseWithin', () => {
+  it.each([
+    ['keyExpiryRefresh', '1s'],
+    ['keyExpiryRefresh', 'soon'],
+    ['keyExpiryRefresh', '30d'],
+    ['keyInUseWithin', '10s'],
+  ])('ops.%s: %s is refused, naming the path', (name, value) => {
+    expect(() =>
+      parseConfig(
+        `upstream: {url: "http://127.0.0.1:9"}\nstore: {type: file}\nops: {${name}: "${value}"}\n`,
+        'x',
+      ),
+    ).toThrow(`ops.${name}`);
   });
 });
