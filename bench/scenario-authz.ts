@@ -111,32 +111,20 @@ export async function runAuthzScenario(options: {
   const proxy = await startKeygate({ ...common, name: 'h-proxy' });
   const { key } = await mintKey(proxy.config, 'bench-h', 'reader');
   const h1 = await startNginx(mkdtempSync(join(work, 'h1-')), options.upstreamPort, key);
-  const h2 = await startNginxAuthz(
-    mkdtempSync(join(work, 'h2-')),
-    options.upstreamPort,
-    plain.server.port,
-    false,
-  );
-  const h3 = await startNginxAuthz(
-    mkdtempSync(join(work, 'h3-')),
-    options.upstreamPort,
-    cached.server.port,
-    true,
-  );
-  const h3n = await startNginxAuthz(
-    mkdtempSync(join(work, 'h3n-')),
-    options.upstreamPort,
-    cached.server.port,
-    true,
-    'njs',
-  );
-  const h3r = await startNginxAuthz(
-    mkdtempSync(join(work, 'h3r-')),
-    options.upstreamPort,
-    cached.server.port,
-    true,
-    'raw',
-  );
+  // nginx in front of the fixed upstream, asking keygate at `port` with the shipped snippet;
+  // `cache`: which cache key (or none: the plain snippet).
+  const nginxAuthz = (name: string, port: number, cache: 'none' | 'set-misc' | 'njs' | 'raw') =>
+    startNginxAuthz(
+      mkdtempSync(join(work, `${name}-`)),
+      options.upstreamPort,
+      port,
+      cache !== 'none',
+      cache === 'none' ? undefined : cache,
+    );
+  const h2 = await nginxAuthz('h2', plain.server.port, 'none');
+  const h3 = await nginxAuthz('h3', cached.server.port, 'set-misc');
+  const h3n = await nginxAuthz('h3n', cached.server.port, 'njs');
+  const h3r = await nginxAuthz('h3r', cached.server.port, 'raw');
   const setups: Array<[AuthzSystem, Server, Server | undefined]> = [
     ['h1', h1, undefined],
     ['h2', h2, plain.server],

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -28,4 +29,24 @@ export function assertHelm(): string {
     throw new Error(`${HELM_INSTALL_HINT} (tried: ${helm})`);
   }
   return helm;
+}
+
+/**
+ * The objects `helm template` renders from helm/keygate with `--set` values (and any extra
+ * arguments, e.g. `-a monitoring.coreos.com/v1`), of one kind. For tests that run what the
+ * chart renders in another program (nginx, promtool); the chart's own tests have their own.
+ */
+export function renderChartKind<T>(
+  kind: string,
+  sets: readonly string[],
+  extra: readonly string[] = [],
+): T[] {
+  const helm = assertHelm();
+  const args = ['template', 'kg', join(ROOT, 'helm/keygate'), ...extra];
+  for (const set of sets) args.push('--set', set);
+  const out = spawnSync(helm, args, { encoding: 'utf8' });
+  if (out.status !== 0) throw new Error(`helm template failed: ${out.stderr}`);
+  return parseAllDocuments(out.stdout)
+    .map((d) => d.toJS() as { kind?: string } | null)
+    .filter((d): d is { kind?: string } => d?.kind === kind) as T[];
 }

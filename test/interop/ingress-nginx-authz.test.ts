@@ -1,13 +1,12 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import {
   type AuthzBackend,
   authzDataPlaneCases,
   startAuthzBackend,
 } from '../helpers/authz-data-plane.js';
-import { assertHelm } from '../helpers/helm.js';
+import { renderChartKind } from '../helpers/helm.js';
 import { send } from '../helpers/http.js';
 import { ingressNginxServerBlock } from '../helpers/ingress-nginx.js';
 import { type RunningNginx, startNginx } from '../helpers/nginx.js';
@@ -25,28 +24,12 @@ const INGRESS = readFileSync(
  * hand-written file.
  */
 function chartIngress(): string {
-  const helm = assertHelm();
-  const chart = new URL('../../helm/keygate', import.meta.url).pathname;
-  const out = spawnSync(
-    helm,
-    [
-      'template',
-      'kg',
-      chart,
-      '--set',
-      'config.mode=authz',
-      '--set',
-      'authz.ingressNginx.enabled=true',
-      '--set',
-      'redis.url=redis://r:6379',
-    ],
-    { encoding: 'utf8' },
-  );
-  if (out.status !== 0) throw new Error(`helm template failed: ${out.stderr}`);
-  const ingresses = parseAllDocuments(out.stdout)
-    .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string } } | null)
-    .filter((d) => d?.kind === 'Ingress');
-  expect(ingresses.map((d) => d?.metadata?.name)).toEqual(['kg-keygate-aggregator']);
+  const ingresses = renderChartKind<{ metadata?: { name?: string } }>('Ingress', [
+    'config.mode=authz',
+    'authz.ingressNginx.enabled=true',
+    'redis.url=redis://r:6379',
+  ]);
+  expect(ingresses.map((d) => d.metadata?.name)).toEqual(['kg-keygate-aggregator']);
   return stringify(ingresses[0]);
 }
 

@@ -3,17 +3,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { expect, it, onTestFinished } from 'vitest';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
+import { renderChartKind } from '../helpers/helm.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const RULES = join(ROOT, 'deploy/prometheus/keygate-rules.yaml');
 const RULE_TESTS = join(ROOT, 'deploy/prometheus/tests');
-const CHART = join(ROOT, 'helm/keygate');
-const HELM =
-  process.env.HELM ??
-  (spawnSync('helm', ['version'], { encoding: 'utf8' }).error === undefined
-    ? 'helm'
-    : join(ROOT, '.tools/helm-render'));
+const CRD = ['-a', 'monitoring.coreos.com/v1'];
+type RuleObject = { spec?: { groups: Array<{ rules: Rule[] }> } };
 
 /** Fails (never skips) without promtool, like metrics-promtool.test.ts. */
 function promtool(): string {
@@ -79,52 +76,29 @@ it('each alert has a summary, a description and a runbook_url to its README anch
 });
 
 it('the plain rules file is the chart PrometheusRule spec (job=keygate, default thresholds)', () => {
-  const out = execFileSync(
-    HELM,
+  const [rule] = renderChartKind<RuleObject>(
+    'PrometheusRule',
     [
-      'template',
-      'kg',
-      CHART,
-      '-a',
-      'monitoring.coreos.com/v1',
-      '--set',
       'prometheusRule.enabled=true',
-      '--set',
       'prometheusRule.job=keygate',
-      '--set',
       'redis.existingSecret.name=keygate-redis',
     ],
-    { encoding: 'utf8' },
+    CRD,
   );
-  const rule = parseAllDocuments(out)
-    .map((d) => d.toJS() as { kind?: string; spec?: unknown } | null)
-    .find((o) => o?.kind === 'PrometheusRule');
   expect(rule?.spec).toEqual(parse(readFileSync(RULES, 'utf8')));
 });
 
 it('the chart rules with other thresholds and job still pass `promtool check rules`', () => {
-  const out = execFileSync(
-    HELM,
+  const [rule] = renderChartKind<RuleObject>(
+    'PrometheusRule',
     [
-      'template',
-      'kg',
-      CHART,
-      '-a',
-      'monitoring.coreos.com/v1',
-      '--set',
       'prometheusRule.enabled=true',
-      '--set',
       'prometheusRule.thresholds.errorRatio5xx=0.01',
-      '--set',
       'prometheusRule.thresholds.downFor=1m',
-      '--set',
       'redis.existingSecret.name=keygate-redis',
     ],
-    { encoding: 'utf8' },
+    CRD,
   );
-  const rule = parseAllDocuments(out)
-    .map((d) => d.toJS() as { kind?: string; spec?: { groups: Array<{ rules: Rule[] }> } } | null)
-    .find((o) => o?.kind === 'PrometheusRule');
   const exprs = rule?.spec?.groups.flatMap((g) => g.rules.map((r) => r.expr)) ?? [];
   expect(exprs.join('\n')).toContain('job="kg-keygate"');
   expect(exprs.join('\n')).toContain('> 0.01');

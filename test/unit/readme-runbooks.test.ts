@@ -7,7 +7,7 @@ const readme = readFileSync(new URL('README.md', root), 'utf8');
 const rules = parse(
   readFileSync(new URL('deploy/prometheus/keygate-rules.yaml', root), 'utf8'),
 ) as {
-  groups: Array<{ rules: Array<{ alert?: string; annotations?: { runbook_url?: string } }> }>;
+  groups: Array<{ rules: Array<{ alert?: string }> }>;
 };
 const alerts = rules.groups.flatMap((g) => g.rules).filter((r) => r.alert !== undefined);
 
@@ -16,11 +16,9 @@ describe('every shipped alert has its runbook in the README', () => {
     expect(alerts.length).toBeGreaterThanOrEqual(6);
   });
 
-  it.each(alerts.map((a) => [a.alert ?? '', a.annotations?.runbook_url ?? '']))(
-    '%s: a "#### %s" heading, and the runbook_url points at its anchor',
-    (alert, url) => {
-      expect(readme).toMatch(new RegExp(`^#### ${alert}$`, 'm'));
-      expect(url.endsWith(`README.md#${alert.toLowerCase()}`)).toBe(true);
-    },
-  );
+  // That each runbook_url points at README.md#<alert> is checked beside the rules
+  // (test/interop/prometheus-rules.test.ts); here: that the anchor exists.
+  it.each(alerts.map((a) => a.alert ?? ''))('%s has a "#### <alert>" heading', (alert) => {
+    expect(readme).toMatch(new RegExp(`^#### ${alert}$`, 'm'));
+  });
 });

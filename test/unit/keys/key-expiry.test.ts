@@ -4,6 +4,7 @@ import {
   countExpiring,
   expiresWithin,
   KeyExpiryMonitor,
+  type KeyExpiryMonitorOptions,
   type Ticker,
 } from '../../../src/keys/key-expiry.js';
 import type { KeyRecord } from '../../../src/store/key-store.js';
@@ -62,6 +63,15 @@ class ManualTicker implements Ticker {
   }
 }
 
+/** A monitor publishing into `metrics`, driven by a ManualTicker (the tests call refresh()). */
+function monitorOf(
+  options: Omit<KeyExpiryMonitorOptions, 'publish'>,
+  metrics: Metrics,
+  ticker = new ManualTicker(),
+): KeyExpiryMonitor {
+  return new KeyExpiryMonitor({ ...options, publish: (c) => metrics.keysExpiring(c) }, ticker);
+}
+
 async function scrape(metrics: Metrics): Promise<Map<string, number>> {
   return parsePrometheusText(await metrics.render());
 }
@@ -82,14 +92,9 @@ describe('keygate_keys_expiring', () => {
     ]);
     const metrics = new Metrics({});
     const ticker = new ManualTicker();
-    const monitor = new KeyExpiryMonitor(
-      {
-        store,
-        clock,
-        intervalMs: 300_000,
-        inUseSeconds: 7 * DAY,
-        publish: (c) => metrics.keysExpiring(c),
-      },
+    const monitor = monitorOf(
+      { store, clock, intervalMs: 300_000, inUseSeconds: 7 * DAY },
+      metrics,
       ticker,
     );
     monitor.start();
@@ -118,14 +123,9 @@ describe('keygate_keys_expiring', () => {
     const store = storeWith([soon, other]);
     const metrics = new Metrics({});
     const ticker = new ManualTicker();
-    const monitor = new KeyExpiryMonitor(
-      {
-        store,
-        clock,
-        intervalMs: 60_000,
-        inUseSeconds: DAY,
-        publish: (c) => metrics.keysExpiring(c),
-      },
+    const monitor = monitorOf(
+      { store, clock, intervalMs: 60_000, inUseSeconds: DAY },
+      metrics,
       ticker,
     );
     monitor.start();
@@ -150,16 +150,9 @@ describe('keygate_keys_expiring', () => {
     ]);
     const metrics = new Metrics({});
     const errors: unknown[] = [];
-    const monitor = new KeyExpiryMonitor(
-      {
-        store,
-        clock,
-        intervalMs: 60_000,
-        inUseSeconds: DAY,
-        publish: (c) => metrics.keysExpiring(c),
-        onError: (e) => errors.push(e),
-      },
-      new ManualTicker(),
+    const monitor = monitorOf(
+      { store, clock, intervalMs: 60_000, inUseSeconds: DAY, onError: (e) => errors.push(e) },
+      metrics,
     );
     await monitor.refresh();
     store.down = true;
