@@ -276,8 +276,22 @@ readinessProbe:
 {{/* The volumes the container needs; add them to the pod beside the container. */}}
 {{- define "keygate.volumes" -}}
 - name: keygate-config
+  {{- if .Values.accounts }}
+  # keygate.yaml and, for the apply-accounts initContainer, accounts/accounts.yaml: one volume,
+  # because a second mount inside a read-only ConfigMap mount cannot create its mount point.
+  projected:
+    sources:
+      - configMap:
+          name: {{ include "keygate.fullname" . }}
+      - configMap:
+          name: {{ include "keygate.fullname" . }}-accounts
+          items:
+            - key: accounts.yaml
+              path: accounts/accounts.yaml
+  {{- else }}
   configMap:
     name: {{ include "keygate.fullname" . }}
+  {{- end }}
 - name: keygate-data
   {{- if and (eq .Values.store.type "file") .Values.store.file.persistence.enabled }}
   persistentVolumeClaim:
@@ -374,4 +388,87 @@ groups:
           summary: account {{`{{ $labels.account }}`}} has {{`{{ $value }}`}} key(s) in use that expire within 7 days
           description: 'A key of account {{`{{ $labels.account }}`}} was used recently and expires within 7 days; the job using it breaks then. Find it with `keygate keys list --expiring 7d`.'
           runbook_url: {{ .runbook }}#keygatekeysexpiringinuse
+{{- end -}}
+
+{{/* Accounts in git (DESIGN §14) ----------------------------------------------------------- */}}
+{{/* The accounts file the initContainer applies: `accounts:` and the values' list. */}}
+{{- define "keygate.accountsYaml" -}}
+{{- toYaml (dict "accounts" .Values.accounts) -}}
+{{- end -}}
+
+{{/*
+Refuses, naming the path and never the value, any string under accounts that looks like a
+plaintext key: one that starts with "<prefix>_" (or "kg_") or holds "<prefix>_<12 base62>_".
+Values end up in the release Secret and the ConfigMap, readable by anyone who can read those:
+only argon2id hashes may go there. Args: value, path, prefixes.
+*/}}
+{{- define "keygate.noPlaintextKey" -}}
+{{- $v := .value -}}
+{{- if kindIs "map" $v -}}
+{{- range $k, $x := $v -}}
+{{- include "keygate.noPlaintextKey" (dict "value" $x "path" (printf "%s.%s" $.path $k) "prefixes" $.prefixes) -}}
+{{- end -}}
+{{- else if kindIs "slice" $v -}}
+{{- range $i, $x := $v -}}
+{{- include "keygate.noPlaintextKey" (dict "value" $x "path" (printf "%s[%d]" $.path $i) "prefixes" $.prefixes) -}}
+{{- end -}}
+{{- else if kindIs "string" $v -}}
+{{- range $p := $.prefixes -}}
+{{- if or (hasPrefix (printf "%s_" $p) $v) (regexMatch (printf "%s_[0-9A-Za-z]{12}_" $p) $v) -}}
+{{- fail (printf "%s looks like a plaintext API key (%s_…): never put a key in values, they are stored in the release and the ConfigMap. Put its argon2id hash under keys[].hash (the record `keygate keys mint ACCOUNT --offline` prints on stderr) and hand the key itself to its user" $.path $p) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "keygate.validateAccounts" -}}
+{{- $prefixes := uniq (list (.Values.config.keys.prefix | default "kg") "kg") -}}
+{{- if not (kindIs "slice" .Values.accounts) -}}
+{{- fail "accounts must be a list of accounts (see the README, \"Accounts in git\")" -}}
+{{- end -}}
+{{- if and .Values.accountsPrune (not .Values.accounts) -}}
+{{- fail "accountsPrune: true with no accounts would apply nothing (the chart renders no apply for an empty list), while it reads as \"remove every account\": list the accounts to keep, or set accountsPrune: false" -}}
+{{- end -}}
+{{- $names := list -}}
+{{- range $i, $a := .Values.accounts -}}
+{{- $path := printf "accounts[%d]" $i -}}
+{{- if not (kindIs "map" $a) -}}
+{{- fail (printf "%s must be an account (name, role, keys…)" $path) -}}
+{{- end -}}
+{{- include "keygate.noPlaintextKey" (dict "value" $a "path" $path "prefixes" $prefixes) -}}
+{{- $names = append $names (toString $a.name) -}}
+{{- if not (hasKey ($.Values.config.roles | default dict) (toString $a.role)) -}}
+{{- fail (printf "%s.role %q is not a role in config.roles (%s)" $path (toString $a.role) (join ", " (keys ($.Values.config.roles | default dict) | sortAlpha))) -}}
+{{- end -}}
+{{- range $j, $k := ($a.keys | default list) -}}
+{{- $kpath := printf "%s.keys[%d]" $path $j -}}
+{{- if not (kindIs "map" $k) -}}
+{{- fail (printf "%s must be a key record (id, hash, …)" $kpath) -}}
+{{- end -}}
+{{- if hasKey $k "key" -}}
+{{- fail (printf "%s has a `key:` field: only the key's argon2id hash goes in values (a key there is stored in the release and the ConfigMap in plaintext). Use the record `keygate keys mint ACCOUNT --offline` prints on stderr: id and hash" $kpath) -}}
+{{- end -}}
+{{- if not (and (kindIs "string" $k.hash) (hasPrefix "$argon2id$" (toString $k.hash))) -}}
+{{- fail (printf "%s.hash must be an argon2id hash starting with $argon2id$ (from `keygate keys mint ACCOUNT --offline`)" $kpath) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.accountsPrune .Values.bootstrap.enabled (not (has .Values.bootstrap.account $names)) -}}
+{{- fail (printf "accountsPrune: true would remove the bootstrap account %q (bootstrap.enabled creates it outside accounts), and its key with it, at the next pod start: add it to accounts, or set accountsPrune: false or bootstrap.enabled: false" .Values.bootstrap.account) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The initContainer that applies the accounts before keygate starts: keygate's own CLI with the
+server's config, store and environment (keygate.containerBase), on the file the
+keygate-config volume projects from the accounts ConfigMap. It runs in every pod start, and
+`keygate apply` is idempotent, so a rolled pod (checksum/accounts) re-applies a changed list.
+Embedding charts (mode sidecar) add it to the Aggregator pod's initContainers:
+  initContainers:
+    - {{ include "keygate.applyAccountsContainer" .Subcharts.keygate | nindent 6 }}
+*/}}
+{{- define "keygate.applyAccountsContainer" -}}
+name: apply-accounts
+args: ["apply", "-f", "/etc/keygate/accounts/accounts.yaml"{{ if .Values.accountsPrune }}, "--prune"{{ end }}]
+{{ include "keygate.containerBase" . }}
 {{- end -}}
