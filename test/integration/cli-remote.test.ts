@@ -255,7 +255,9 @@ it('remote CLI works against a running keygate on the file store (no need to sto
   ).toBe(0);
   const admin = (await runCli(['keys', 'create', 'root', '--config', config])).stdout.trim();
   const server = await spawnServe(config);
-  onTestFinished(() => server.stop());
+  onTestFinished(async () => {
+    await server.stop();
+  });
 
   // Local mode is locked out while keygate holds the file store...
   const locked = await runCli(['accounts', 'list', '--config', config]);
