@@ -96,7 +96,8 @@ const undiciTransport: Transport = async (url, init) => {
   return {
     status: res.statusCode,
     header: (name) => {
-      const value = res.headers[name];
+      // own-key: checked with hasOwn, and `name` is this file's constant, never the server's
+      const value = Object.hasOwn(res.headers, name) ? res.headers[name] : undefined;
       return Array.isArray(value) ? (value[0] ?? null) : (value ?? null);
     },
     body: res.body,
