@@ -1,4 +1,5 @@
-import type { Actor, KeyService } from '../keys/key-service.js';
+import type { KeyManagement } from '../keys/key-management.js';
+import type { Actor } from '../keys/key-service.js';
 import { need, str, UsageError, type Values } from './args.js';
 import { keyTable, printJson, table, time } from './output.js';
 
@@ -7,7 +8,7 @@ export async function accountsCommand(
   sub: string | undefined,
   args: string[],
   values: Values,
-  keys: KeyService,
+  keys: KeyManagement,
   actor: Actor,
 ): Promise<number> {
   switch (sub) {

@@ -5,6 +5,11 @@ export class UsageError extends Error {}
 
 export const OPTIONS = {
   config: { type: 'string' },
+  // Remote mode (remote-target.ts): a running keygate's admin API instead of the store.
+  url: { type: 'string' },
+  'api-key': { type: 'string' },
+  'api-key-file': { type: 'string' },
+  'cli-config': { type: 'string' },
   role: { type: 'string' },
   description: { type: 'string' },
   'expires-in': { type: 'string' },

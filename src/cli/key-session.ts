@@ -2,8 +2,9 @@ import { userInfo } from 'node:os';
 import { pino } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
+import type { KeyManagement } from '../keys/key-management.js';
 import { createKeyRuntime } from '../keys/key-runtime.js';
-import type { Actor, KeyService } from '../keys/key-service.js';
+import type { Actor } from '../keys/key-service.js';
 import { systemClock } from '../shared/clock.js';
 import { openStore } from '../store/open-store.js';
 import { loggerKeyRuntimeLog } from '../telemetry/key-runtime-log.js';
@@ -15,7 +16,7 @@ import { createLogger } from '../telemetry/logger.js';
  */
 export async function withKeys(
   configFile: string | undefined,
-  run: (keys: KeyService, actor: Actor) => Promise<number>,
+  run: (keys: KeyManagement, actor: Actor) => Promise<number>,
 ): Promise<number> {
   const config: Readonly<Config> = loadConfig({ file: configFile });
   // Audit lines go to stderr, synchronously: stdout stays clean for keys and --json output.

@@ -1,5 +1,6 @@
 import { parseDurationMs } from '../config/duration.js';
-import type { Actor, IssuedKey, KeyService } from '../keys/key-service.js';
+import type { KeyManagement } from '../keys/key-management.js';
+import type { Actor, IssuedKey } from '../keys/key-service.js';
 import { systemClock } from '../shared/clock.js';
 import { need, str, UsageError, type Values } from './args.js';
 import { expiringKeyTable, keyTable, printJson, time } from './output.js';
@@ -9,7 +10,7 @@ export async function keysCommand(
   sub: string | undefined,
   args: string[],
   values: Values,
-  keys: KeyService,
+  keys: KeyManagement,
   actor: Actor,
 ): Promise<number> {
   switch (sub) {

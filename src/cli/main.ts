@@ -1,10 +1,14 @@
 import { parseArgs } from 'node:util';
+import type { KeyManagement } from '../keys/key-management.js';
+import type { Actor } from '../keys/key-service.js';
 import { accountsCommand } from './accounts.js';
 import { OPTIONS, str, UsageError, type Values } from './args.js';
 import { configCheck } from './config-check.js';
 import { withKeys } from './key-session.js';
 import { keysCommand } from './keys.js';
 import { printJson } from './output.js';
+import { RemoteKeyManagement } from './remote-key-management.js';
+import { type RemoteTarget, resolveRemote } from './remote-target.js';
 import { reportError } from './report-error.js';
 import { serveCommand } from './serve-command.js';
 import { USAGE } from './usage.js';
@@ -35,6 +39,17 @@ export async function main(argv: string[]): Promise<number> {
     return command === undefined && !values.help ? 2 : 0;
   }
   const configFile = str(values.config);
+  // Known once resolved, so no error message (whatever put it there) can print it.
+  let remote: RemoteTarget | undefined;
+  /** A management command, on the configured store or, in remote mode, on the admin API. */
+  const manage = async (
+    run: (keys: KeyManagement, actor: Actor) => Promise<number>,
+  ): Promise<number> => {
+    remote = resolveRemote(values, process.env, (line) => console.error(line));
+    if (remote === undefined) return withKeys(configFile, run);
+    // Opens no store and reads no keygate config: the server acts, audits and bounds the grant.
+    return run(new RemoteKeyManagement(remote), { kind: 'cli', user: 'remote' });
+  };
   try {
     switch (command) {
       case 'version':
@@ -47,17 +62,13 @@ export async function main(argv: string[]): Promise<number> {
         if (sub !== 'check') throw new UsageError(`unknown config command "${sub ?? ''}"`);
         return configCheck(rest[0] ?? configFile, json);
       case 'accounts':
-        return await withKeys(configFile, (keys, actor) =>
-          accountsCommand(sub, rest, values, keys, actor),
-        );
+        return await manage((keys, actor) => accountsCommand(sub, rest, values, keys, actor));
       case 'keys':
-        return await withKeys(configFile, (keys, actor) =>
-          keysCommand(sub, rest, values, keys, actor),
-        );
+        return await manage((keys, actor) => keysCommand(sub, rest, values, keys, actor));
       default:
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (err) {
-    return reportError(err, json);
+    return reportError(err, json, remote?.apiKey);
   }
 }

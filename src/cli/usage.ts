@@ -19,4 +19,13 @@ the KEYGATE_* environment overrides. Without --json, "keys create" and "keys rot
 alone on stdout and everything else on stderr. With --json every command prints one JSON object on
 stdout (create and rotate: the key with its metadata), and an error is one JSON object on stderr:
 {"error": CODE, "message": TEXT}.
-Exit codes: 0 ok, 1 failure, 2 bad usage or config.`;
+Exit codes: 0 ok, 1 failure, 2 bad usage or config.
+
+Remote mode: accounts and keys commands act on a running keygate's admin API instead of the
+store, with the same output and exit codes, when given a URL and an admin API key:
+  --url URL          or KEYGATE_URL          (http or https; no user info, query or fragment)
+  --api-key-file F   or KEYGATE_API_KEY_FILE (the key alone in a file)
+  --api-key KEY      or KEYGATE_API_KEY      (--api-key is visible to others in ps: prefer a file)
+  --cli-config FILE  YAML {url, api_key | api_key_file}; a relative api_key_file is beside FILE
+Each setting is taken from the flag, else the environment, else the --cli-config file. Remote mode
+reads no --config and opens no store; redirects are not followed.`;

@@ -399,13 +399,7 @@ export class KeyService {
     await this.requireAccount(accountName);
     const key = isValidKeyId(id) ? await this.deps.store.getKey(id) : null;
     // A key of another account is reported exactly like a missing one.
-    if (key === null || key.account !== accountName) {
-      const shown = isValidKeyId(id) ? id : `(a malformed id of ${id.length} characters)`;
-      throw new KeygateError(
-        'not_found',
-        `key ${shown} does not exist for service account "${accountName}"`,
-      );
-    }
+    if (key === null || key.account !== accountName) throw missingKey(accountName, id);
     return key;
   }
 
@@ -505,7 +499,16 @@ function accountView(a: AccountRecord): AccountView {
   };
 }
 
-function missingAccount(name: string): KeygateError {
+/** A malformed id is echoed only as its length, like a malformed account name. */
+export function missingKey(accountName: string, id: string): KeygateError {
+  const shown = isValidKeyId(id) ? id : `(a malformed id of ${id.length} characters)`;
+  return new KeygateError(
+    'not_found',
+    `key ${shown} does not exist for service account "${accountName}"`,
+  );
+}
+
+export function missingAccount(name: string): KeygateError {
   // A malformed name is echoed only as its length: it may be anything a client typed.
   const shown = ACCOUNT_NAME.test(name)
     ? `"${name}"`

@@ -378,6 +378,8 @@ function lockedError(
     waitedMs === undefined ? '' : ` (its lease was renewed within the last ${waitedMs} ms)`;
   return new StoreLockedError(
     `store file is in use by ${who}${waited} (lock ${path}); ` +
-      'stop that process, or use the Redis store to share keys between processes',
+      // The remote CLI is the answer for a running keygate: it asks that keygate, not the file.
+      'manage it through the running keygate (--url URL --api-key-file FILE), stop that process, ' +
+      'or use the Redis store to share keys between processes',
   );
 }
