@@ -237,7 +237,8 @@ export class Metrics {
       labelNames: ['result'],
       registers,
     });
-    for (const result of CONFIG_RELOAD_RESULTS) configReloads.labels({ result });
+    // Every result from the start (0): rate() and increase() need the series before the first one.
+    for (const result of CONFIG_RELOAD_RESULTS) configReloads.labels({ result }).inc(0);
     this.configReloadChild = childCache((result) => configReloads.labels({ result }));
     this.configReloadSuccess = new Gauge({
       name: 'keygate_config_last_reload_successful',
