@@ -63,9 +63,8 @@ function overlay(running: Readonly<Config>, next: Readonly<Config>): Readonly<Co
     // upstream itself (present or not) needs a restart; only its per-request fields move.
     running.upstream === undefined || next.upstream === undefined
       ? running.upstream
-      : withOptional(
+      : withStripPrefix(
           { ...running.upstream, dropHeaders: next.upstream.dropHeaders },
-          'stripPrefix',
           next.upstream.stripPrefix,
         );
   return deepFreeze({
@@ -85,12 +84,15 @@ function overlay(running: Readonly<Config>, next: Readonly<Config>): Readonly<Co
   });
 }
 
-/** exactOptionalPropertyTypes: an absent optional field is left out, never set to undefined. */
-function withOptional<T extends object, K extends keyof T>(value: T, key: K, v: T[K]): T {
-  const out = { ...value };
-  if (v === undefined) delete out[key];
-  else out[key] = v;
-  return out;
+type UpstreamConfig = NonNullable<Config['upstream']>;
+
+/** exactOptionalPropertyTypes: an absent stripPrefix is left out, never set to undefined. */
+function withStripPrefix(
+  upstream: UpstreamConfig,
+  stripPrefix: string | undefined,
+): UpstreamConfig {
+  const { stripPrefix: _old, ...rest } = upstream;
+  return stripPrefix === undefined ? rest : { ...rest, stripPrefix };
 }
 
 /**

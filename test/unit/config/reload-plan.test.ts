@@ -73,6 +73,12 @@ describe('planReload: what a reload applies and what needs a restart', () => {
     expect(Object.isFrozen(e) && Object.isFrozen(e.listen)).toBe(true);
   });
 
+  it('a stripPrefix removed from the file is removed from the running policy', () => {
+    const plan = planReload(config(), config({ upstream: { url: BASE.upstream.url } }));
+    expect(plan.applied).toEqual(['upstream.stripPrefix']);
+    expect(plan.effective.upstream && 'stripPrefix' in plan.effective.upstream).toBe(false);
+  });
+
   it('restart-only fields are named by the path the user writes, and keep their running value', () => {
     const running = config();
     const next = config({
