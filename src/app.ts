@@ -1,10 +1,10 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DestinationStream } from 'pino';
+import { planReload, type ReloadPlan } from './config/reload-plan.js';
 import type { Config } from './config/schema.js';
 import { BoundedUpstreamClient } from './forward/bounded-upstream.js';
 import { NO_UPSTREAM } from './forward/no-upstream.js';
-import { RequestHeaderBuilder, trustedProxyList } from './forward/request-headers.js';
 import { UndiciUpstreamClient, type UpstreamClient } from './forward/upstream-client.js';
 import { openUpstreamCredential } from './forward/upstream-credential.js';
 import type { Hasher } from './keys/hasher.js';
@@ -12,10 +12,11 @@ import { KeyExpiryMonitor } from './keys/key-expiry.js';
 import { createKeyRuntime } from './keys/key-runtime.js';
 import type { KeyService } from './keys/key-service.js';
 import { LastUsedRecorder } from './keys/last-used.js';
-import { createRequestHandler } from './pipeline/handle-request.js';
+import { createRequestHandler, type PipelineDeps } from './pipeline/handle-request.js';
 import { createProxyListener } from './pipeline/http-listener.js';
+import { ReloadablePolicy } from './pipeline/reloadable-policy.js';
+import { requestPolicy } from './pipeline/request-policy.js';
 import { InflightLimit } from './policy/inflight-limit.js';
-import { RouteTable } from './policy/route-table.js';
 import { type Clock, systemClock } from './shared/clock.js';
 import { instrumentKeyStore } from './store/instrumented-key-store.js';
 import type { InvalidationBus } from './store/invalidation-bus.js';
@@ -51,6 +52,12 @@ export interface App {
   readonly keyExpiry: KeyExpiryMonitor;
   readonly metrics: Metrics;
   readonly keys: KeyService;
+  /**
+   * Applies a validated config to new requests (see reload-plan.ts for what can change without
+   * a restart). Nothing is applied when the plan has problems. Synchronous: a request that
+   * arrives after it returns runs under the new policy.
+   */
+  reload(next: Readonly<Config>): ReloadPlan;
   listen(port?: number, host?: string): Promise<AddressInfo>;
   /** The ops listener: /metrics, /healthz, /readyz. */
   listenOps(port?: number, host?: string): Promise<AddressInfo>;
@@ -143,31 +150,45 @@ export function createApp(deps: AppDeps): App {
           upstreamConfig.connections + upstreamConfig.queue,
         );
   const basePath = upstreamConfig === undefined ? '/' : new URL(upstreamConfig.url).pathname;
-  const pipeline = createRequestHandler({
+  const inflight = new InflightLimit(config.listen.maxInflightPerAccount);
+  // What no reload changes; the reloadable rest comes from requestPolicy(config).
+  const fixed: Omit<PipelineDeps, keyof ReturnType<typeof requestPolicy>> = {
     verifier,
-    routes: new RouteTable(config.routes),
-    headers: new RequestHeaderBuilder(
-      config.identityHeaders,
-      trustedProxyList(config.trustedProxies),
-      config.trustedProxies.length > 0,
-      upstreamConfig?.dropHeaders ?? [],
-      upstreamCredential,
-    ),
     upstream,
     logger,
     accessLog: jsonAccessLog(logger),
     metrics,
     upstreamBasePath: basePath === '/' ? '' : basePath.replace(/\/$/, ''),
-    stripPrefix: upstreamConfig?.stripPrefix,
     mode: config.mode,
-    authzAnswer: { identity: config.identityHeaders, cacheTtlMs: config.authz.cacheTtlMs },
     keyPrefix: config.keys.prefix,
     keys,
     lastUsed,
     isDraining: () => readiness.draining,
-    inflight: new InflightLimit(config.listen.maxInflightPerAccount),
-    bodyIdleTimeoutMs: config.listen.bodyIdleTimeoutMs,
+    inflight,
+  };
+  // The one holder a reload swaps; the handler reads it once per request.
+  const policy = new ReloadablePolicy<PipelineDeps>({
+    ...fixed,
+    ...requestPolicy(config, upstreamCredential),
   });
+  const pipeline = createRequestHandler(policy);
+  let running = config;
+  const reload = (next: Readonly<Config>): ReloadPlan => {
+    const plan = planReload(running, next);
+    if (plan.problems.length > 0) return plan;
+    // Built before anything changes: nothing below can fail half-way.
+    const nextPolicy = { ...fixed, ...requestPolicy(plan.effective, upstreamCredential) };
+    running = plan.effective;
+    // Roles first: the verifier drops allows whose scopes came from the old roles before any
+    // request can run under the new routes.
+    if (plan.applied.some((p) => p === 'roles' || p.startsWith('roles.'))) {
+      runtime.setRoles(running.roles);
+    }
+    inflight.setMax(running.listen.maxInflightPerAccount);
+    logger.level = running.log.level;
+    policy.swap(nextPolicy);
+    return plan;
+  };
 
   const { listen } = config;
   const server = createProxyListener(listen, pipeline);
@@ -215,6 +236,7 @@ export function createApp(deps: AppDeps): App {
     lastUsed,
     keyExpiry,
     metrics,
+    reload,
     listen: (port = listen.port, host = listen.host) => listenOn(server, port, host),
     listenOps: (port = config.ops.port, host = config.ops.host) => listenOn(opsServer, port, host),
     shutdown,

@@ -1,4 +1,6 @@
 import { createApp } from './app.js';
+import { ConfigReloader } from './config/config-reloader.js';
+import { DirectoryConfigWatcher } from './config/config-watcher.js';
 import type { Config } from './config/schema.js';
 import { redactUrl } from './shared/redact-url.js';
 import { openStore } from './store/open-store.js';
@@ -17,7 +19,11 @@ function throttled(log: (err: Error) => void): (err: Error) => void {
 }
 
 /** `keygate serve`: open the store, listen, and shut down cleanly on SIGTERM or SIGINT. */
-export async function serve(config: Readonly<Config>, configPath: string): Promise<void> {
+export async function serve(
+  config: Readonly<Config>,
+  configPath: string,
+  configText: string,
+): Promise<void> {
   const logger = createLogger(config.log.level);
   // One logger for the whole process: start-up lines and access lines share one ordered stream.
   const { store, bus } = await openStore(config.store, {
@@ -49,6 +55,23 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
     'keygate listening',
   );
 
+  // SIGHUP or a change of the file (a ConfigMap update): re-read, validate, apply what can
+  // change without a restart, or keep serving the running config (config-reloader.ts).
+  const reloader = new ConfigReloader({
+    file: configPath,
+    env: process.env,
+    initialText: configText,
+    apply: (next) => app.reload(next),
+    log: logger,
+    counted: (result, at) => app.metrics.configReloaded(result, at),
+  });
+  const watcher = new DirectoryConfigWatcher(configPath);
+  reloader.watch(watcher);
+  process.on('SIGHUP', () => {
+    logger.info({ signal: 'SIGHUP', config: configPath }, 'SIGHUP: reloading the config');
+    reloader.reload('signal');
+  });
+
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -58,6 +81,7 @@ export async function serve(config: Readonly<Config>, configPath: string): Promi
       process.exit(1);
     }
     stopping = true;
+    watcher.close();
     logger.info(
       { signal, drain_timeout_ms: config.listen.drainTimeoutMs },
       'shutting down: draining in-flight requests',

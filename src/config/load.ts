@@ -71,6 +71,14 @@ export function resolveConfigPath(options: LoadOptions = {}): string {
 
 /** Reads, overrides, validates and freezes the configuration: once, at start-up. */
 export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
+  return loadConfigWithText(options).config;
+}
+
+/** loadConfig, with the text it parsed (serve hashes it, so a reload knows what is running). */
+export function loadConfigWithText(options: LoadOptions = {}): {
+  config: Readonly<Config>;
+  text: string;
+} {
   const env = options.env ?? process.env;
   const file = resolveConfigPath(options);
   let text: string;
@@ -81,7 +89,7 @@ export function loadConfig(options: LoadOptions = {}): Readonly<Config> {
       (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : String(err);
     throw new ConfigError(file, [{ path: '', message: reason }]);
   }
-  return parseConfig(text, file, env);
+  return { config: parseConfig(text, file, env), text };
 }
 
 export function parseConfig(

@@ -4,7 +4,7 @@ import type { Invalidation, InvalidationBus } from '../store/invalidation-bus.js
 import type { KeyStore } from '../store/key-store.js';
 import { WorkerArgon2Hasher } from './argon2-workers.js';
 import type { Hasher } from './hasher.js';
-import { type AuditEntry, KeyService } from './key-service.js';
+import { type AuditEntry, type KeyDeps, KeyService } from './key-service.js';
 import { type CacheEvent, KeyVerifier } from './verifier.js';
 import { VerifyPool } from './verify-pool.js';
 
@@ -48,6 +48,12 @@ export interface KeyRuntimeOptions {
 export interface KeyRuntime {
   readonly verifier: KeyVerifier;
   readonly service: KeyService;
+  /**
+   * A config reload's roles, for this process only (each replica reloads its own file): the
+   * verifier drops every cached allow (their scopes came from the old roles) and the service
+   * checks new grants against the new ones.
+   */
+  setRoles(roles: KeyDeps['roles']): void;
   /** Stops listening, closes the bus and the hasher. The store stays open: it is the caller's. */
   close(): Promise<void>;
 }
@@ -128,6 +134,11 @@ export function createKeyRuntime(options: KeyRuntimeOptions): KeyRuntime {
   return {
     verifier,
     service,
+    setRoles(roles) {
+      observer.cacheEvent('clear');
+      verifier.setRoles(roles);
+      service.setRoles(roles);
+    },
     async close() {
       await bus.close();
       await hasher.close?.();

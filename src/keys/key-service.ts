@@ -133,7 +133,17 @@ function issuedDetails(issued: IssuedKey): AuditDetails {
  * the audit trail. Shared by the admin API and the CLI, so both produce the same store state.
  */
 export class KeyService {
-  constructor(private readonly deps: KeyServiceDeps) {}
+  /** Role → scopes; replaced by a config reload (setRoles). */
+  private roles: KeyDeps['roles'];
+
+  constructor(private readonly deps: KeyServiceDeps) {
+    this.roles = deps.roles;
+  }
+
+  /** A config reload's roles: what new grants are checked against from now on. */
+  setRoles(roles: KeyDeps['roles']): void {
+    this.roles = roles;
+  }
 
   createAccount(actor: Actor, input: CreateAccountInput): Promise<AccountView> {
     return this.audited(actor, 'account.create', input.name, async () => {
@@ -420,14 +430,14 @@ export class KeyService {
 
   /** Own properties only: a role name from a body or the store is never an Object.prototype key. */
   private roleScopes(role: string): readonly string[] {
-    return ownEntry(this.deps.roles, role) ?? [];
+    return ownEntry(this.roles, role) ?? [];
   }
 
   private checkRole(role: string): void {
-    if (!Object.hasOwn(this.deps.roles, role)) {
+    if (!Object.hasOwn(this.roles, role)) {
       throw new KeygateError(
         'bad_request',
-        `role: unknown role "${role}" (configured: ${Object.keys(this.deps.roles).join(', ')})`,
+        `role: unknown role "${role}" (configured: ${Object.keys(this.roles).join(', ')})`,
       );
     }
   }

@@ -101,6 +101,8 @@ export class KeyVerifier {
   private readonly observer: VerifierObserver;
   /** Bumped by every invalidation, so a verification that started before one is not used. */
   private epoch = 0;
+  /** Role → scopes; replaced by a config reload (setRoles). */
+  private roles: KeyDeps['roles'];
 
   constructor(private readonly options: VerifierOptions) {
     this.verified = new TtlCache(options.maxEntries);
@@ -112,6 +114,18 @@ export class KeyVerifier {
       options.clock,
     );
     this.observer = options.observer ?? NOOP_OBSERVER;
+    this.roles = options.roles;
+  }
+
+  /**
+   * A config reload changed the roles: every cached allow carries scopes computed from the old
+   * ones, so all are dropped, and a verification running now is not used (the epoch moves) but
+   * run again with the new roles. Refusals stay: none of them depends on a role.
+   */
+  setRoles(roles: KeyDeps['roles']): void {
+    this.roles = roles;
+    this.bumpEpoch();
+    this.verified.clear();
   }
 
   async verify(presented: string, caller: VerifyCaller): Promise<Principal> {
@@ -269,7 +283,7 @@ export class KeyVerifier {
       keyId: record.id,
       account: account.name,
       role: account.role,
-      scopes: effectiveScopes(ownEntry(this.options.roles, account.role) ?? [], record),
+      scopes: effectiveScopes(ownEntry(this.roles, account.role) ?? [], record),
       expiresAt: record.expiresAt,
     };
     return { principal, expiresAt: record.expiresAt };

@@ -9,6 +9,7 @@ import { type AdmitDeps, admit } from './admit.js';
 import { type DispatchDeps, dispatch, type UpstreamAbort } from './dispatch.js';
 import { observe } from './observe.js';
 import type { Dispatched } from './outcome.js';
+import { ReloadablePolicy } from './reloadable-policy.js';
 import { asKeygateError, sendError } from './send-error.js';
 
 export interface PipelineDeps extends AdmitDeps, DispatchDeps {
@@ -31,7 +32,13 @@ export interface RequestPipeline {
   readonly inFlight: number;
 }
 
-export function createRequestHandler(deps: PipelineDeps): RequestPipeline {
+/**
+ * `policy`: fixed deps, or a holder a config reload swaps; read once per request, so a request
+ * runs start to end under one policy (see ReloadablePolicy).
+ */
+export function createRequestHandler(
+  policy: PipelineDeps | ReloadablePolicy<PipelineDeps>,
+): RequestPipeline {
   let inFlight = 0;
   const finished = () => {
     inFlight--;
@@ -42,6 +49,7 @@ export function createRequestHandler(deps: PipelineDeps): RequestPipeline {
     res: ServerResponse,
     expectsContinue = false,
   ): Promise<void> {
+    const deps = policy instanceof ReloadablePolicy ? policy.current : policy;
     inFlight++;
     deps.metrics.requestStarted();
     const exchange = new Exchange(deps, req, res, finished);

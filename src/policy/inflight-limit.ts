@@ -9,7 +9,16 @@ import { KeygateError } from '../errors.js';
 export class InflightLimit {
   private readonly counts = new Map<string, number>();
 
-  constructor(private readonly max: number) {}
+  constructor(private max: number) {}
+
+  /**
+   * A config reload's new bound: applies to the next acquire. Slots already held stay held and
+   * are released into the same counts, so a lower bound refuses new requests until the
+   * account is under it (never a second, empty set of counts beside the old one).
+   */
+  setMax(max: number): void {
+    this.max = max;
+  }
 
   /**
    * Takes a slot for `account`, or throws too_many_inflight (429). Returns the release, which

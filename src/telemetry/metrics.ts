@@ -26,6 +26,9 @@ const MISNAMED_DEFAULT_GAUGES = [
   'keygate_nodejs_active_resources_total',
 ];
 
+export const CONFIG_RELOAD_RESULTS = ['ok', 'invalid', 'unchanged'] as const;
+export type ConfigReloadResult = (typeof CONFIG_RELOAD_RESULTS)[number];
+
 /** The `account` label when `metrics.accountLabel` is off: one value, same label set. */
 export const ALL_ACCOUNTS = '_all';
 
@@ -112,6 +115,9 @@ export class Metrics {
   private readonly credentialReloadChild: (result: string) => CounterChild;
   private readonly keyVerifyDuration: Histogram;
   private readonly keysExpiringGauge: Gauge;
+  private readonly configReloadChild: (result: string) => CounterChild;
+  private readonly configReloadSuccess: Gauge;
+  private readonly configReloadSuccessAt: Gauge;
 
   constructor(options: MetricsOptions) {
     this.perAccount = options.accountLabel ?? true;
@@ -222,6 +228,30 @@ export class Metrics {
       labelNames: ['account', 'within', 'in_use'],
       registers,
     });
+    // Prometheus's own names (prometheus_config_last_reload_*), so the usual alert carries over:
+    // keygate_config_last_reload_successful == 0 for a while means the file on disk is not
+    // what runs. All three exist from start-up (the start counts as a successful load).
+    const configReloads = new Counter({
+      name: 'keygate_config_reloads_total',
+      help: 'Config reloads (SIGHUP or a change of the file): "ok" applied, "invalid" refused (the running config stays), "unchanged" same content as the running config.',
+      labelNames: ['result'],
+      registers,
+    });
+    // Every result from the start (0): rate() and increase() need the series before the first one.
+    for (const result of CONFIG_RELOAD_RESULTS) configReloads.labels({ result }).inc(0);
+    this.configReloadChild = childCache((result) => configReloads.labels({ result }));
+    this.configReloadSuccess = new Gauge({
+      name: 'keygate_config_last_reload_successful',
+      help: 'Whether the last config reload attempt succeeded (1) or was refused (0).',
+      registers,
+    });
+    this.configReloadSuccess.set(1);
+    this.configReloadSuccessAt = new Gauge({
+      name: 'keygate_config_last_reload_success_timestamp_seconds',
+      help: 'When the running config was last loaded successfully (start-up or reload), Unix seconds.',
+      registers,
+    });
+    this.configReloadSuccessAt.set(Date.now() / 1000);
     new Gauge({
       name: 'keygate_build_info',
       help: 'Always 1; the labels say which keygate version runs on which Node.js.',
@@ -285,6 +315,16 @@ export class Metrics {
   /** The upstream credential file was re-read: a changed value taken, or a failed re-read. */
   credentialReloaded(result: 'ok' | 'error'): void {
     this.credentialReloadChild(result).inc();
+  }
+
+  /** A config reload attempt ended (see keygate_config_reloads_total). */
+  configReloaded(result: ConfigReloadResult, atSeconds: number): void {
+    this.configReloadChild(result).inc();
+    if (result === 'invalid') this.configReloadSuccess.set(0);
+    else {
+      this.configReloadSuccess.set(1);
+      if (result === 'ok') this.configReloadSuccessAt.set(atSeconds);
+    }
   }
 
   /**

@@ -175,6 +175,78 @@ describe('chart wiring', () => {
     expect(checksum(render([gateway, changed]).objects)).not.toBe(first);
   });
 
+  describe('configReload.inPlace (config reload without a rollout)', () => {
+    const annotations = (objects: K8sObject[]) =>
+      (
+        find(objects, 'Deployment') as never as {
+          spec: { template: { metadata: { annotations: Record<string, string> } } };
+        }
+      ).spec.template.metadata.annotations;
+    const inPlace = writeTempConfig({ configReload: { inPlace: true } });
+    const withValues = (config: Record<string, unknown>) =>
+      writeTempConfig({ configReload: { inPlace: true }, config });
+
+    it('off by default: checksum/config over the whole ConfigMap, no restart-only checksum', () => {
+      const a = annotations(render([gateway]).objects);
+      expect(a['checksum/config']).toMatch(/^[0-9a-f]{64}$/);
+      expect(a['checksum/config-restart']).toBeUndefined();
+    });
+
+    it('on: a route, role, identity header or per-request limit change does not roll the pods', () => {
+      const first = annotations(render([gateway, inPlace]).objects);
+      expect(first['checksum/config']).toBeUndefined();
+      expect(first['checksum/config-restart']).toMatch(/^[0-9a-f]{64}$/);
+      const reloadable = withValues({
+        routes: [{ name: 'only', methods: ['GET'], path: '/model/allocation', scopes: ['read'] }],
+        roles: { admin: ['read', 'write', 'admin'], reader: ['read'] },
+        identityHeaders: { account: 'X-Tenant' },
+        trustedProxies: ['10.0.0.0/8'],
+        listen: { maxInflightPerAccount: 8, bodyIdleTimeout: '5s' },
+        upstream: {
+          url: 'http://kubecost-aggregator:9004',
+          stripPrefix: '/api',
+          dropHeaders: ['x-internal-*'],
+        },
+        log: { level: 'warn' },
+      });
+      expect(annotations(render([gateway, inPlace, reloadable]).objects)).toEqual(first);
+    });
+
+    it.each([
+      ['upstream.url', { upstream: { url: 'http://other-aggregator:9004' } }],
+      ['keys.cacheTtl', { keys: { cacheTtl: '1m' } }],
+      ['listen.requestTimeout', { listen: { requestTimeout: '60s' } }],
+      ['metrics.accountLabel', { metrics: { accountLabel: true } }], // gateway-values sets false
+    ])('on: a restart-only change (%s) still rolls the pods', (_path, config) => {
+      const first = annotations(render([gateway, inPlace]).objects)['checksum/config-restart'];
+      const changed = annotations(render([gateway, withValues(config)]).objects);
+      expect(changed['checksum/config-restart']).not.toBe(first);
+    });
+
+    it('the ConfigMap is mounted as a directory (no subPath), so the kubelet can update it in place', () => {
+      for (const values of [[gateway], [gateway, inPlace]]) {
+        const deployment = find(render(values).objects, 'Deployment') as never as {
+          spec: {
+            template: {
+              spec: {
+                containers: Array<{ volumeMounts: Array<{ name: string; subPath?: string }> }>;
+                volumes: Array<{ name: string; configMap?: { name: string } }>;
+              };
+            };
+          };
+        };
+        const pod = deployment.spec.template.spec;
+        const configVolumes = pod.volumes
+          .filter((v) => v.configMap !== undefined)
+          .map((v) => v.name);
+        const mounts = pod.containers.flatMap((c) => c.volumeMounts);
+        const configMounts = mounts.filter((m) => configVolumes.includes(m.name));
+        expect(configMounts.length).toBeGreaterThan(0);
+        expect(configMounts.filter((m) => m.subPath !== undefined)).toEqual([]);
+      }
+    });
+  });
+
   it('a typo in values is refused by the schema', () => {
     const typo = mergeValues(defaults, { replicaCont: 2 });
     expect(validateValues(typo)).toBe(false);

@@ -472,3 +472,27 @@ name: apply-accounts
 args: ["apply", "-f", "/etc/keygate/accounts/accounts.yaml"{{ if .Values.accountsPrune }}, "--prune"{{ end }}]
 {{ include "keygate.containerBase" . }}
 {{- end -}}
+
+{{/*
+keygate.config without what a running keygate reloads (src/config/reload-plan.ts,
+RELOADABLE_PATHS): with configReload.inPlace, the pod template's checksum covers only this, so
+a change here rolls the pods and a change of the rest is reloaded where they run.
+*/}}
+{{- define "keygate.restartOnlyConfig" -}}
+{{- $c := include "keygate.config" . | fromYaml -}}
+{{- range list "routes" "roles" "identityHeaders" "trustedProxies" "log" -}}
+{{- $_ := unset $c . -}}
+{{- end -}}
+{{- with $c.upstream -}}
+{{- $_ := unset . "dropHeaders" -}}
+{{- $_ := unset . "stripPrefix" -}}
+{{- end -}}
+{{- with $c.authz -}}
+{{- $_ := unset . "cacheTtl" -}}
+{{- end -}}
+{{- with $c.listen -}}
+{{- $_ := unset . "maxInflightPerAccount" -}}
+{{- $_ := unset . "bodyIdleTimeout" -}}
+{{- end -}}
+{{- toYaml $c -}}
+{{- end -}}

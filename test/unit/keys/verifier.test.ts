@@ -678,3 +678,33 @@ describe('refusal attribution: which record a refusal names (the access log and 
     expect(err).toMatchObject({ code: 'invalid_key' });
   });
 });
+
+describe('config reload: new roles (setRoles)', () => {
+  it('a cached allow is dropped: the next verify carries the new role scopes', async () => {
+    const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
+    expect([...(await verifier.verify(key, CALLER)).scopes]).toEqual(['read', 'write']);
+    verifier.setRoles({ ...ROLES, member: ['read'] });
+    expect([...(await verifier.verify(key, CALLER)).scopes]).toEqual(['read']);
+    // The key itself still verifies from knownGood: no second argon2 for a role change.
+    expect(hasher.verifyCalls).toBe(1);
+  });
+
+  it('a verification in flight across the change is not used with the old roles', async () => {
+    const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
+    const releaseRead = store.holdNextAccountRead();
+    const pending = verifier.verify(key, CALLER);
+    await until(() => store.accountReadHeld);
+    verifier.setRoles({ ...ROLES, member: ['read'] });
+    releaseRead();
+    expect([...(await pending).scopes]).toEqual(['read']);
+    expect([...(await verifier.verify(key, CALLER)).scopes]).toEqual(['read']);
+  });
+
+  it('a role a reload removes grants nothing to keys cached under it', async () => {
+    const { key } = await service.createKey(ACTOR, 'ci', { description: 'd' });
+    await verifier.verify(key, CALLER);
+    const { member: _gone, ...rest } = ROLES;
+    verifier.setRoles(rest);
+    expect((await verifier.verify(key, CALLER)).scopes.size).toBe(0);
+  });
+});
