@@ -388,6 +388,15 @@ groups:
           summary: account {{`{{ $labels.account }}`}} has {{`{{ $value }}`}} key(s) in use that expire within 7 days
           description: 'A key of account {{`{{ $labels.account }}`}} was used recently and expires within 7 days; the job using it breaks then. Find it with `keygate keys list --expiring 7d`.'
           runbook_url: {{ .runbook }}#keygatekeysexpiringinuse
+      - alert: KeygateConfigReloadFailing
+        expr: min by (instance) (keygate_config_last_reload_successful{job="{{ .job }}"}) == 0
+        for: {{ .t.reloadFailingFor }}
+        labels:
+          severity: warning
+        annotations:
+          summary: keygate on {{`{{ $labels.instance }}`}} refuses its config file and keeps serving the previous one
+          description: 'The last reload (SIGHUP or a change of the mounted file) failed validation {{ .t.reloadFailingFor }} ago or more; keygate still serves the config it had, so the file on disk is not what runs. The log line "config reload refused" names the path and the problem.'
+          runbook_url: {{ .runbook }}#keygateconfigreloadfailing
 {{- end -}}
 
 {{/* Accounts in git (DESIGN §14) ----------------------------------------------------------- */}}
