@@ -10,6 +10,17 @@ export type HttpMethod = (typeof HTTP_METHODS)[number];
 
 const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 const HEADER_NAME = /^[A-Za-z0-9-]{1,64}$/;
+
+/** Checks every own key of a mapping, `__proto__` included, before a z.record sees it. */
+function ownKeysMatch(pattern: RegExp, what: string) {
+  return (value: unknown, ctx: z.RefinementCtx): void => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return;
+    for (const key of Object.keys(value)) {
+      if (!pattern.test(key))
+        ctx.addIssue({ code: 'custom', path: [key], message: `expected ${what}` });
+    }
+  };
+}
 // Literal path characters a route pattern may hold: the RFC 3986 unreserved set plus ':' and '@'.
 const PATTERN_SEGMENT = /^(?:\*\*?|[A-Za-z0-9._~:@!$&'()+,=-]+)$/;
 
@@ -365,7 +376,14 @@ export const configSchema = z
       })
       .prefault({}),
     roles: z
-      .record(z.string().regex(NAME), z.array(z.string().regex(NAME)))
+      // zod's record silently drops a `__proto__` key without checking it against the key
+      // schema, so `roles: {__proto__: [admin]}` would vanish without a word: every own key is
+      // checked here first, and a bad name is an error naming it.
+      .unknown()
+      .superRefine(
+        ownKeysMatch(NAME, 'a role name: a lower-case letter, then letters, digits, _ or -'),
+      )
+      .pipe(z.record(z.string().regex(NAME), z.array(z.string().regex(NAME))))
       .default({ admin: ['read', 'write', 'admin'], member: ['read', 'write'], reader: ['read'] }),
     routes: z.array(route).default([]),
     identityHeaders: z

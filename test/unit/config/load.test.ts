@@ -478,3 +478,39 @@ describe('ops.keyExpiryRefresh and ops.keyInUseWithin', () => {
     ).toThrow(`ops.${name}`);
   });
 });
+
+describe('roles: every name is checked, __proto__ included', () => {
+  it.each(['__proto__', 'Admin', '1role', 'a b', 'has_prototype\u0000'])(
+    'role %j is refused with its path',
+    (name) => {
+      const yaml = `${MIN}roles:\n  ${JSON.stringify(name)}: [read]\n  reader: [read]\n`;
+      expect(problems(yaml).map((p) => p.path)).toContain(`roles.${name}`);
+    },
+  );
+
+  it('a role named constructor is an ordinary own role', () => {
+    const config = parseConfig(`${MIN}roles: { constructor: [read], reader: [read] }\n`, 't', {});
+    expect(Object.hasOwn(config.roles, 'constructor')).toBe(true);
+    expect(config.roles.constructor).toEqual(['read']);
+  });
+
+  it('property: an accepted roles mapping keeps every role it was given', () => {
+    fc.assert(
+      fc.property(
+        fc.dictionary(fc.string({ maxLength: 8 }), fc.constantFrom(['read'], ['admin']), {
+          maxKeys: 4,
+        }),
+        (roles) => {
+          const text = `${MIN}roles: ${JSON.stringify(roles)}\n`;
+          let config: ReturnType<typeof parseConfig>;
+          try {
+            config = parseConfig(text, 't', {});
+          } catch {
+            return;
+          }
+          expect(Object.keys(config.roles).sort()).toEqual(Object.keys(roles).sort());
+        },
+      ),
+    );
+  });
+});
