@@ -1,9 +1,11 @@
 import { parseArgs } from 'node:util';
 import { accountsCommand } from './accounts.js';
+import { applyCommand } from './apply.js';
 import { OPTIONS, str, UsageError, type Values } from './args.js';
 import { configCheck } from './config-check.js';
 import { withKeys } from './key-session.js';
 import { keysCommand } from './keys.js';
+import { mintOffline } from './mint.js';
 import { printJson } from './output.js';
 import { reportError } from './report-error.js';
 import { serveCommand } from './serve-command.js';
@@ -50,7 +52,13 @@ export async function main(argv: string[]): Promise<number> {
         return await withKeys(configFile, (keys, actor) =>
           accountsCommand(sub, rest, values, keys, actor),
         );
+      case 'apply':
+        if (sub !== undefined)
+          throw new UsageError('usage: keygate apply -f FILE [--dry-run] [--prune]');
+        return await applyCommand(values, configFile);
       case 'keys':
+        // Offline minting needs no store: it must work where no keygate or Redis is reachable.
+        if (sub === 'mint' && values.offline) return await mintOffline(rest, values, configFile);
         return await withKeys(configFile, (keys, actor) =>
           keysCommand(sub, rest, values, keys, actor),
         );

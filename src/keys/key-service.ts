@@ -1,8 +1,11 @@
 import { KeygateError } from '../errors.js';
 import { type Clock, unixSeconds } from '../shared/clock.js';
 import { ownEntry } from '../shared/null-proto-record.js';
+import { isEmptyBatch } from '../store/accounts-batch.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
+import { validateAccounts } from './accounts-file.js';
+import { type ApplyChange, planAccounts } from './apply-accounts.js';
 import type { Hasher } from './hasher.js';
 import { listExpiringKeys } from './key-expiry.js';
 import { generateKey, isValidKeyId } from './key-format.js';
@@ -122,6 +125,20 @@ export interface CreateKeyInput {
   expiresAt?: number | undefined;
   scopes?: readonly string[] | undefined;
 }
+
+export interface ApplyOptions {
+  dryRun?: boolean | undefined;
+  prune?: boolean | undefined;
+}
+
+export interface ApplyResult {
+  changes: ApplyChange[];
+  /** Listed keys left alone, and why; never a reason to fail. */
+  warnings: string[];
+}
+
+/** Concurrent writers make a planned batch stale; apply re-plans this many times, then fails. */
+const APPLY_ATTEMPTS = 3;
 
 /** key.create: the audit line names the new key's id. */
 function issuedDetails(issued: IssuedKey): AuditDetails {
@@ -312,6 +329,55 @@ export class KeyService {
       // The old key's expiry moved closer: cached verdicts must pick that up.
       await this.deps.invalidate({ kind: 'key', id });
       return issued;
+    });
+  }
+
+  /**
+   * `keygate apply` (DESIGN §14): validates `desired` (the parsed accounts file) whole, diffs
+   * it against the store and, unless `dryRun`, writes every change in one atomic store step
+   * (KeyStore.applyAccounts), then publishes the invalidations revokeKey and updateAccount
+   * would, and audits each change. Running it again with the same file changes nothing.
+   */
+  applyAccounts(actor: Actor, desired: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
+    const target = options.dryRun ? 'dry-run' : options.prune ? 'prune' : 'apply';
+    return this.audited(actor, 'accounts.apply', target, async () => {
+      const accounts = validateAccounts(desired, {
+        roles: this.deps.roles,
+        prefix: this.deps.prefix,
+      });
+      for (let attempt = 1; ; attempt++) {
+        const plan = await planAccounts(
+          this.deps.store,
+          accounts,
+          this.now(),
+          options.prune === true,
+        );
+        for (const grant of plan.grants) {
+          this.bound(actor, grant.scopes ?? this.roleScopes(grant.role), grant.what);
+        }
+        const result = { changes: plan.changes, warnings: plan.warnings };
+        if (options.dryRun || isEmptyBatch(plan.batch)) return result;
+        try {
+          await this.deps.store.applyAccounts(plan.batch);
+        } catch (err) {
+          // Someone wrote a record the plan read: plan again from what is there now.
+          if (err instanceof KeygateError && err.code === 'conflict' && attempt < APPLY_ATTEMPTS)
+            continue;
+          throw err;
+        }
+        for (const event of plan.invalidations) await this.deps.invalidate(event);
+        for (const change of plan.changes) {
+          this.deps.audit({
+            actor,
+            action: change.action,
+            target:
+              change.key_id === undefined ? change.account : `${change.account}/${change.key_id}`,
+            result: 'ok',
+            ...(change.key_id === undefined ? {} : { details: { keyId: change.key_id } }),
+          });
+        }
+        return result;
+      }
     });
   }
 

@@ -1,0 +1,77 @@
+import { readFile } from 'node:fs/promises';
+import { KeygateError } from '../errors.js';
+import { parseAccountsYaml } from '../keys/accounts-file.js';
+import type { ApplyChange } from '../keys/apply-accounts.js';
+import { str, UsageError, type Values } from './args.js';
+import { withKeys } from './key-session.js';
+import { printJson } from './output.js';
+
+/**
+ * `keygate apply -f FILE [--dry-run] [--prune] [--json]`. The file is read and parsed before
+ * the store is opened; KeyService.applyAccounts validates it whole before reading the store.
+ * The diff goes to stdout (one line per change, or "no changes"), warnings to stderr.
+ */
+export async function applyCommand(
+  values: Values,
+  configFile: string | undefined,
+): Promise<number> {
+  const file = str(values.file);
+  if (file === undefined)
+    throw new UsageError('usage: keygate apply -f FILE [--dry-run] [--prune]');
+  let source: string;
+  try {
+    source = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new KeygateError('bad_request', `(file): cannot read ${file} (${code})`);
+  }
+  const desired = parseAccountsYaml(source);
+  const dryRun = values['dry-run'] === true;
+  return withKeys(configFile, async (keys, actor) => {
+    const { changes, warnings } = await keys.applyAccounts(actor, desired, {
+      dryRun,
+      prune: values.prune === true,
+    });
+    for (const warning of warnings) console.error(`keygate: warning: ${warning}`);
+    if (values.json) {
+      printJson({ changes, ...(dryRun ? { dry_run: true } : {}) });
+      return 0;
+    }
+    if (changes.length === 0) {
+      console.log('no changes');
+      return 0;
+    }
+    for (const change of changes) console.log(describeChange(change));
+    const count = `${changes.length} change${changes.length === 1 ? '' : 's'}`;
+    console.log(dryRun ? `${count} planned (dry run: nothing written)` : `${count} applied`);
+    return 0;
+  });
+}
+
+const SIGN: Readonly<Record<ApplyChange['action'], string>> = {
+  'account.create': '+',
+  'account.update': '~',
+  'account.delete': '-',
+  'key.import': '+',
+  'key.update': '~',
+  'key.revoke': '-',
+};
+
+function shown(value: unknown): string {
+  return value === null ? '(role)' : Array.isArray(value) ? value.join(',') : JSON.stringify(value);
+}
+
+/** `~ key ci/AbC…: expires_at 0 → 1798761600`; creations list what they set. */
+export function describeChange(change: ApplyChange): string {
+  const subject =
+    change.key_id === undefined
+      ? `account ${change.account}`
+      : `key ${change.account}/${change.key_id}`;
+  const sign = SIGN[change.action];
+  if (change.action === 'account.delete') return `${sign} ${subject} (deleted with all its keys)`;
+  if (change.action === 'key.revoke') return `${sign} ${subject} (revoked)`;
+  const fields = (change.diff ?? []).map((d) =>
+    sign === '+' ? `${d.field} ${shown(d.to)}` : `${d.field} ${shown(d.from)} → ${shown(d.to)}`,
+  );
+  return `${sign} ${subject}${fields.length > 0 ? `: ${fields.join(', ')}` : ''}`;
+}
