@@ -177,6 +177,9 @@ async function planKey(
       ],
     });
     plan.grants.push({ what: `key ${key.id}`, scopes: key.scopes, role: account.role });
+    // A replica may hold a refusal of this id from before the import (someone tried the key
+    // early): dropped, so the key works at once everywhere, as a created key does.
+    plan.invalidations.push({ kind: 'key', id: key.id });
     return;
   }
   if (stored.account !== account.name) {

@@ -5,10 +5,12 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { parse, stringify } from 'yaml';
 import { generateKey } from '../../src/keys/key-format.js';
 import { RedisKeyStore } from '../../src/store/redis/redis-key-store.js';
+import { adminClient } from '../helpers/admin-client.js';
 import { registerKeysIn } from '../helpers/captured-logs.js';
 import { runCli, spawnServe, writeTempConfig } from '../helpers/cli.js';
-import { TEST_ROUTES, testConfig } from '../helpers/gateway.js';
+import { mintKey, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
+import { checkAdminAnswer } from '../helpers/openapi-answers.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
 
@@ -318,6 +320,54 @@ describe('keygate apply on Redis with a running keygate', () => {
     expect(
       (await send(serve.url, '/model/allocation', { headers: { 'x-api-key': stays.key } })).status,
     ).toBe(401);
+  });
+
+  it('POST /_keygate/v1/apply runs the same code: dry_run, apply, no changes, a 400 naming the path', async () => {
+    const serve = await spawnServe(redisConfig);
+    onTestFinished(() => serve.stop().then(() => undefined));
+    const loaded = testConfig(upstream.url, {
+      store: { type: 'redis', redis: { url: redis.url, keyPrefix: 'kg:' } },
+      keys: KEYS,
+    });
+    const admin = adminClient(serve.url, (await mintKey(loaded, 'root', 'admin')).key);
+    const minted = await mint('via-api', redisConfig);
+    const body = { accounts: [{ name: 'via-api', role: 'reader', keys: [minted.item] }] };
+    const answer = async (query: string, payload: unknown) => {
+      const res = await admin.call('POST', `/apply${query}`, payload);
+      expect(
+        checkAdminAnswer({
+          method: 'POST',
+          target: `/_keygate/v1/apply${query}`,
+          status: res.status,
+          headers: res.headers,
+          text: res.text,
+        }),
+      ).toEqual([]);
+      return res;
+    };
+    const dry = await answer('?dry_run=true', body);
+    expect(dry.status).toBe(200);
+    expect((JSON.parse(dry.text) as { changes: unknown[] }).changes).toHaveLength(2);
+    expect(
+      (await send(serve.url, '/model/allocation', { headers: { 'x-api-key': minted.key } })).status,
+    ).toBe(401);
+    const applied = await answer('', body);
+    expect((JSON.parse(applied.text) as { changes: unknown[] }).changes).toHaveLength(2);
+    expect(
+      (await send(serve.url, '/model/allocation', { headers: { 'x-api-key': minted.key } })).status,
+    ).toBe(200);
+    expect(JSON.parse((await answer('', body)).text)).toEqual({ changes: [] });
+    const bad = await answer('?prune=true', { accounts: [{ name: 'via-api', role: 'owner' }] });
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.text)).toMatchObject({
+      error: 'bad_request',
+      message: expect.stringMatching(/^accounts\[0\]\.role: unknown role/),
+    });
+    expect((await answer('?prune=maybe', body)).status).toBe(400);
+    // Nothing of the refused prune was written.
+    expect(
+      (await send(serve.url, '/model/allocation', { headers: { 'x-api-key': minted.key } })).status,
+    ).toBe(200);
   });
 
   it('a batch with one stale expectation writes nothing to Redis', async () => {
