@@ -4,6 +4,7 @@ import {
   type AccountsBatch,
   changedConcurrently,
   changedKey,
+  isEmptyBatch,
   sameAccount,
 } from '../accounts-batch.js';
 import { RedisInvalidationBus } from '../invalidation-bus.js';
@@ -233,6 +234,7 @@ export class RedisKeyStore implements KeyStore {
    */
   applyAccounts(batch: AccountsBatch): Promise<void> {
     return guard(async () => {
+      if (isEmptyBatch(batch)) return; // WATCH with no keys is an error, and there is nothing to do
       if (this.client instanceof Cluster) {
         await this.checkBatch(this.client, batch);
         for (const [command, ...args] of await this.batchCommands(this.client, batch))
