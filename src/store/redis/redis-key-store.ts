@@ -336,12 +336,16 @@ export class RedisKeyStore implements KeyStore {
     }
     for (const { next } of batch.updateAccounts)
       commands.push(['HSET', this.accountKey(next.name), ...encodeAccount(next)]);
+    // Index entries before records: on a Cluster an interrupted apply leaves at worst an index
+    // entry without its record, which lists skip and the next apply completes; never a record
+    // that no list (and so no prune) can find.
     for (const account of batch.createAccounts) {
-      commands.push(['HSET', this.accountKey(account.name), ...encodeAccount(account)]);
       commands.push(['SADD', this.accountsKey, account.name]);
+      commands.push(['HSET', this.accountKey(account.name), ...encodeAccount(account)]);
     }
     for (const key of batch.createKeys) {
       const recordKey = this.keyKey(key.id);
+      commands.push(['SADD', this.accountKeysKey(key.account), key.id]);
       commands.push(['HSET', recordKey, ...encodeKey(key)]);
       if (key.expiresAt > 0)
         commands.push([
@@ -349,7 +353,6 @@ export class RedisKeyStore implements KeyStore {
           recordKey,
           String(key.expiresAt + EXPIRED_RECORD_RETENTION_SECONDS),
         ]);
-      commands.push(['SADD', this.accountKeysKey(key.account), key.id]);
     }
     return commands;
   }
