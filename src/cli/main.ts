@@ -58,7 +58,13 @@ export async function main(argv: string[]): Promise<number> {
         return await applyCommand(values, configFile);
       case 'keys':
         // Offline minting needs no store: it must work where no keygate or Redis is reachable.
-        if (sub === 'mint' && values.offline) return await mintOffline(rest, values, configFile);
+        if (sub === 'mint') {
+          if (!values.offline)
+            throw new UsageError(
+              'keys mint needs --offline (use keys create to issue a key into the store)',
+            );
+          return await mintOffline(rest, values, configFile);
+        }
         return await withKeys(configFile, (keys, actor) =>
           keysCommand(sub, rest, values, keys, actor),
         );
