@@ -40,8 +40,13 @@ export const MAX_DESCRIPTION = 200;
 export const MAX_ACCOUNTS = 10_000;
 export const MAX_KEYS_PER_ACCOUNT = 1_000;
 export const MAX_FILE_BYTES = 4 * 1024 * 1024;
-/** 9999-12-31T23:59:59Z, as for `keys create` (key-service.ts MAX_EXPIRES_AT). */
-const MAX_EXPIRES_AT = 253_402_300_799;
+/**
+ * The latest expiry a key may carry: 9999-12-31T23:59:59Z, the last second RFC 3339 (and so
+ * the API, the CLI and every log line) can write. Anything later is a unit mistake
+ * (milliseconds for seconds) and would not render; a key meant never to expire uses 0.
+ * A fixed bound rather than "now + N years" keeps validation independent of the clock.
+ */
+export const MAX_EXPIRES_AT = 253_402_300_799;
 
 /**
  * argon2id cost bounds for an imported hash. Every verification of the key runs at the

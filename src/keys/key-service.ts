@@ -4,25 +4,24 @@ import { ownEntry } from '../shared/null-proto-record.js';
 import { isEmptyBatch } from '../store/accounts-batch.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
-import { validateAccounts } from './accounts-file.js';
+import {
+  ACCOUNT_NAME,
+  MAX_DESCRIPTION,
+  MAX_EXPIRES_AT,
+  validateAccounts,
+} from './accounts-file.js';
 import { type ApplyChange, planAccounts } from './apply-accounts.js';
 import type { Hasher } from './hasher.js';
 import { listExpiringKeys } from './key-expiry.js';
 import { generateKey, isValidKeyId } from './key-format.js';
 import type { VerifyPool } from './verify-pool.js';
 
-export const ACCOUNT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-const MAX_DESCRIPTION = 200;
+// One definition of names, description and expiry limits, shared with the accounts file.
+export { ACCOUNT_NAME, MAX_EXPIRES_AT };
+
 const DEFAULT_GRACE_SECONDS = 86_400;
 /** A rotation grace longer than this is almost certainly a unit mistake. */
 export const MAX_GRACE_SECONDS = 90 * 86_400;
-/**
- * The latest expiry a key may carry: 9999-12-31T23:59:59Z, the last second RFC 3339 (and so
- * the API, the CLI and every log line) can write. Anything later is a unit mistake
- * (milliseconds for seconds) and would not render; a key meant never to expire uses 0.
- * A fixed bound rather than "now + N years" keeps validation independent of the clock.
- */
-export const MAX_EXPIRES_AT = 253_402_300_799;
 
 /** What both the key service and the verifier are built from. */
 export interface KeyDeps {
