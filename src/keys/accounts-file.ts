@@ -1,4 +1,4 @@
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { parseDocument, YAMLError } from 'yaml';
 import { KeygateError } from '../errors.js';
 import { ownEntry } from '../shared/null-proto-record.js';
 import { containsKey, isValidKeyId } from './key-format.js';
@@ -117,10 +117,15 @@ export function parseAccountsYaml(source: string): unknown {
     throw refuse('(file)', `larger than ${MAX_FILE_BYTES} bytes`);
   let raw: unknown;
   try {
-    raw = parseYaml(source, { uniqueKeys: true, maxAliasCount: 100 });
+    // Silent: YAML would print its warnings (with text from the file) to stderr itself.
+    const doc = parseDocument(source, { uniqueKeys: true, logLevel: 'silent' });
+    // A warning is refused too: an unknown tag (`!secret`) is a mistake, never a value.
+    const problem = doc.errors[0] ?? doc.warnings[0];
+    if (problem !== undefined) throw problem;
+    raw = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
     // Position and code only: YAML's own message quotes the offending line, which may be a key.
-    if (err instanceof YAMLParseError) {
+    if (err instanceof YAMLError) {
       const at = err.linePos?.[0];
       const where = at === undefined ? '(file)' : `line ${at.line}, column ${at.col}`;
       throw refuse(where, `not valid YAML (${err.code})`);

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { KeygateError } from '../../../src/errors.js';
 import {
   HASH_BOUNDS,
@@ -92,6 +92,16 @@ describe('accounts file validation', () => {
       'duplicate YAML key',
       'accounts: []\naccounts: []\n',
       /^line \d+, column \d+: not valid YAML \(DUPLICATE_KEY\)/,
+    ],
+    [
+      'unknown tag',
+      'accounts:\n  - name: !secret a\n    role: reader\n',
+      /^line 2, column 11: not valid YAML \(TAG_RESOLVE_FAILED\)/,
+    ],
+    [
+      'alias bomb',
+      `a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [${'*a, '.repeat(10)}*a]\nc: &c [${'*b, '.repeat(10)}*b]\naccounts: [*c]\n`,
+      /^\(file\): not valid YAML|^line/,
     ],
     ['not a mapping', '- a\n', /^\(file\): expected a mapping/],
     ['empty file', '', /^\(file\): expected a mapping/],
@@ -260,6 +270,17 @@ describe('accounts file validation', () => {
     // Nor does a YAML syntax error quote the line the key is on.
     const broken = refusal(`accounts:\n  - hash: "${key.full}\n    x: [\n`);
     expect(broken).not.toContain(key.full);
+  });
+
+  it('prints no YAML warning of its own (it would quote the file): a tag holding a key', () => {
+    const warn = vi.spyOn(process, 'emitWarning');
+    try {
+      const message = refusal(`accounts:\n  - name: !${key.full} a\n    role: reader\n`);
+      expect(message).not.toContain(key.full);
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
   });
 
   it('never echoes a field name that could carry a secret', () => {
