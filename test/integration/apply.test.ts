@@ -4,7 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { generateKey } from '../../src/keys/key-format.js';
+import { createKeyRuntime } from '../../src/keys/key-runtime.js';
+import type { ApplyResult } from '../../src/keys/key-service.js';
+import { systemClock } from '../../src/shared/clock.js';
+import { openStore } from '../../src/store/open-store.js';
 import { RedisKeyStore } from '../../src/store/redis/redis-key-store.js';
+import { loggerKeyRuntimeLog } from '../../src/telemetry/key-runtime-log.js';
+import { createLogger } from '../../src/telemetry/logger.js';
 import { adminClient } from '../helpers/admin-client.js';
 import { registerKeysIn } from '../helpers/captured-logs.js';
 import { runCli, spawnServe, writeTempConfig } from '../helpers/cli.js';
@@ -368,6 +374,52 @@ describe('keygate apply on Redis with a running keygate', () => {
     expect(
       (await send(serve.url, '/model/allocation', { headers: { 'x-api-key': minted.key } })).status,
     ).toBe(200);
+  });
+
+  it('concurrent applies of one file (replicas starting together): one writes, the others re-plan to no changes', async () => {
+    const config = testConfig(upstream.url, {
+      store: { type: 'redis', redis: { url: redis.url, keyPrefix: 'kg:race:' } },
+      keys: KEYS,
+    });
+    const runtimes = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const { store, bus } = await openStore(config.store, { requireConnection: true });
+        const runtime = createKeyRuntime({
+          config,
+          store,
+          bus,
+          clock: systemClock,
+          log: loggerKeyRuntimeLog(createLogger('silent')),
+          hasher: { hash: async () => 'unused', verify: async () => false },
+          subscribe: false,
+        });
+        onTestFinished(async () => {
+          await runtime.close();
+          await store.close();
+        });
+        return runtime;
+      }),
+    );
+    const HASH =
+      '$argon2id$v=19$m=4096,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+    const desired = {
+      accounts: [
+        { name: 'raced', role: 'reader', keys: [{ id: 'RaceRace0001', hash: HASH }] },
+        { name: 'raced-too', role: 'reader' },
+      ],
+    };
+    const results: ApplyResult[] = await Promise.all(
+      runtimes.map((r) => r.service.applyAccounts({ kind: 'cli', user: 'ops' }, desired)),
+    );
+    // Without WATCH every writer would have created the records and reported it.
+    expect(
+      results
+        .flatMap((r) => r.changes)
+        .map((c) => c.action)
+        .sort(),
+    ).toEqual(['account.create', 'account.create', 'key.import']);
+    const check = await runtimes[0]?.service.applyAccounts({ kind: 'cli', user: 'ops' }, desired);
+    expect(check?.changes).toEqual([]);
   });
 
   it('a batch with one stale expectation writes nothing to Redis', async () => {
