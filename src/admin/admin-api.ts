@@ -37,6 +37,20 @@ const createKeyBody = z.strictObject({
     .optional(),
   scopes: z.array(z.string()).optional(),
 });
+/** The accounts file as JSON; KeyService.applyAccounts validates `accounts` and names paths. */
+const applyBody = z.strictObject({ accounts: z.unknown() });
+/** An accounts file holds a hash per key (~150 bytes): 1 MiB is thousands of keys. */
+const MAX_APPLY_BODY_BYTES = 1024 * 1024;
+
+/** `?dry_run=true&prune=false`: absent = false; anything but true/false is a 400. */
+function flag(req: IncomingMessage, name: string): boolean {
+  const values = new URL(req.url ?? '/', 'http://keygate').searchParams.getAll(name);
+  if (values.length === 0) return false;
+  if (values.length === 1 && (values[0] === 'true' || values[0] === 'false'))
+    return values[0] === 'true';
+  throw new KeygateError('bad_request', `${name}: expected true or false, once`);
+}
+
 const rotateBody = z.strictObject({
   grace_seconds: z.number().int().min(0).max(MAX_GRACE_SECONDS).optional(),
 });
@@ -155,6 +169,27 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
           params.id as string,
           body.grace_seconds,
         ),
+      };
+    },
+  },
+  {
+    method: 'POST',
+    path: '/apply',
+    handle: async ({ req, actor, keys }) => {
+      const dryRun = flag(req, 'dry_run');
+      const prune = flag(req, 'prune');
+      const body = await readJsonBody(req, applyBody, MAX_APPLY_BODY_BYTES);
+      const result = await keys.applyAccounts(
+        actor,
+        { accounts: body.accounts },
+        { dryRun, prune },
+      );
+      return {
+        status: 200,
+        body: {
+          changes: result.changes,
+          ...(result.warnings.length > 0 ? { warnings: result.warnings } : {}),
+        },
       };
     },
   },

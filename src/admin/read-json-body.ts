@@ -16,6 +16,7 @@ const MAX_ADMIN_BODY_BYTES = 16 * 1024;
 export async function readJsonBody<T extends z.ZodType>(
   req: IncomingMessage,
   schema: T,
+  maxBytes = MAX_ADMIN_BODY_BYTES,
 ): Promise<z.output<T>> {
   const declared = Number(req.headers['content-length'] ?? 0);
   const hasBody = req.headers['transfer-encoding'] !== undefined || declared > 0;
@@ -28,12 +29,12 @@ export async function readJsonBody<T extends z.ZodType>(
         'the body must be JSON (content-type: application/json)',
       );
     }
-    if (declared > MAX_ADMIN_BODY_BYTES) throw tooLarge();
+    if (declared > maxBytes) throw tooLarge(maxBytes);
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of req) {
       size += (chunk as Buffer).length;
-      if (size > MAX_ADMIN_BODY_BYTES) throw tooLarge();
+      if (size > maxBytes) throw tooLarge(maxBytes);
       chunks.push(chunk as Buffer);
     }
     const text = Buffer.concat(chunks).toString('utf8');
@@ -63,9 +64,6 @@ export async function readJsonBody<T extends z.ZodType>(
   return result.data;
 }
 
-function tooLarge(): KeygateError {
-  return new KeygateError(
-    'payload_too_large',
-    `the body must be at most ${MAX_ADMIN_BODY_BYTES} bytes`,
-  );
+function tooLarge(maxBytes: number): KeygateError {
+  return new KeygateError('payload_too_large', `the body must be at most ${maxBytes} bytes`);
 }

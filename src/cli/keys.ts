@@ -96,7 +96,7 @@ function printIssued(issued: IssuedKey, values: Values, verb: string): void {
   );
 }
 
-function parseExpiry(values: Values): number | undefined {
+export function parseExpiry(values: Values): number | undefined {
   const expiresIn = str(values['expires-in']);
   const expiresAt = str(values['expires-at']);
   if (expiresIn !== undefined && expiresAt !== undefined)

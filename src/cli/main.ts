@@ -2,10 +2,12 @@ import { parseArgs } from 'node:util';
 import type { KeyManagement } from '../keys/key-management.js';
 import type { Actor } from '../keys/key-service.js';
 import { accountsCommand } from './accounts.js';
+import { applyCommand } from './apply.js';
 import { OPTIONS, str, UsageError, type Values } from './args.js';
 import { configCheck } from './config-check.js';
 import { withKeys } from './key-session.js';
 import { keysCommand } from './keys.js';
+import { mintOffline } from './mint.js';
 import { printJson } from './output.js';
 import { RemoteKeyManagement } from './remote-key-management.js';
 import { type RemoteTarget, resolveRemote } from './remote-target.js';
@@ -63,7 +65,19 @@ export async function main(argv: string[]): Promise<number> {
         return configCheck(rest[0] ?? configFile, json);
       case 'accounts':
         return await manage((keys, actor) => accountsCommand(sub, rest, values, keys, actor));
+      case 'apply':
+        if (sub !== undefined)
+          throw new UsageError('usage: keygate apply -f FILE [--dry-run] [--prune]');
+        return await applyCommand(values, manage);
       case 'keys':
+        // Offline minting needs no store: it must work where no keygate or Redis is reachable.
+        if (sub === 'mint') {
+          if (!values.offline)
+            throw new UsageError(
+              'keys mint needs --offline (use keys create to issue a key into the store)',
+            );
+          return await mintOffline(rest, values, configFile);
+        }
         return await manage((keys, actor) => keysCommand(sub, rest, values, keys, actor));
       default:
         throw new UsageError(`unknown command "${command}"`);

@@ -7,6 +7,8 @@ import {
   ACCOUNT_NAME,
   type AccountView,
   type Actor,
+  type ApplyOptions,
+  type ApplyResult,
   type CreateAccountInput,
   type CreateKeyInput,
   type IssuedKey,
@@ -66,6 +68,28 @@ const issuedKey = z.looseObject({
 const accountList = z.looseObject({ items: z.array(accountView) });
 const keyList = z.looseObject({ items: z.array(keyView) });
 const accountWithKeys = accountView.extend({ keys: z.array(keyView) });
+// Printed line by line by `keygate apply`: a closed set of actions, names as the API allows them.
+const applyAnswer = z.looseObject({
+  changes: z.array(
+    z.looseObject({
+      action: z.enum([
+        'account.create',
+        'account.update',
+        'account.delete',
+        'key.import',
+        'key.update',
+        'key.revoke',
+      ]),
+      account: z.string().regex(ACCOUNT_NAME),
+      key_id: z
+        .string()
+        .regex(/^[0-9A-Za-z]{1,64}$/)
+        .optional(),
+      diff: z.array(z.object({ field: z.string(), from: z.unknown(), to: z.unknown() })).optional(),
+    }),
+  ),
+  warnings: z.array(z.string()).optional(),
+});
 const errorBody = z.looseObject({ error: z.string(), message: z.string().optional() });
 
 /** One HTTP exchange, as this client needs it: undici's request, or a test's. */
@@ -213,6 +237,30 @@ export class RemoteKeyManagement implements KeyManagement {
       issuedKey,
       graceSeconds === undefined ? {} : { grace_seconds: graceSeconds },
     );
+  }
+
+  /**
+   * `keygate apply` remotely: the parsed file goes to POST /apply, which validates it against
+   * the server's roles and runs the same KeyService code (one atomic batch in its store).
+   */
+  async applyAccounts(
+    _actor: Actor,
+    desired: unknown,
+    options: ApplyOptions = {},
+  ): Promise<ApplyResult> {
+    const query = `?dry_run=${options.dryRun === true}&prune=${options.prune === true}`;
+    const answer = await this.call('POST', `/apply${query}`, applyAnswer, desired);
+    // Rebuilt field by field: only what `keygate apply` prints, nothing else the server sent.
+    const changes = answer.changes.map((c) => ({
+      action: c.action,
+      account: c.account,
+      ...(c.key_id === undefined ? {} : { key_id: c.key_id }),
+      ...(c.diff === undefined
+        ? {}
+        : { diff: c.diff.map((d) => ({ field: d.field, from: d.from, to: d.to })) }),
+    }));
+    const warnings = (answer.warnings ?? []).map((w) => clean(w, this.target.apiKey));
+    return { changes, warnings };
   }
 
   /** One admin API call: the key goes only in a header, to this origin; no redirect is followed. */

@@ -12,6 +12,10 @@ export const USAGE = `usage: keygate <command> [options]
   keys list [ACCOUNT] --expiring 7d            keys that still work and expire within 7d (all accounts)
   keys revoke ACCOUNT KEY_ID
   keys rotate ACCOUNT KEY_ID [--grace 24h]     new key now, old key works until the grace ends
+  keys mint ACCOUNT --offline [--description TEXT] [--expires-in 90d | --expires-at TIME] [--scopes a,b]
+                                               a key on stdout, its record (hash only) as YAML on stderr;
+                                               touches no store
+  apply -f FILE [--dry-run] [--prune]          make the store match an accounts file (DESIGN §14)
   version                                      print the version
 
 Every command takes --config FILE (default: $KEYGATE_CONFIG or config/keygate.yaml) and honours

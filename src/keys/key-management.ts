@@ -21,4 +21,5 @@ export type KeyManagement = Pick<
   | 'listExpiringKeys'
   | 'revokeKey'
   | 'rotateKey'
+  | 'applyAccounts'
 >;

@@ -1,25 +1,27 @@
 import { KeygateError } from '../errors.js';
 import { type Clock, unixSeconds } from '../shared/clock.js';
 import { ownEntry } from '../shared/null-proto-record.js';
+import { isEmptyBatch } from '../store/accounts-batch.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
+import {
+  ACCOUNT_NAME,
+  MAX_DESCRIPTION,
+  MAX_EXPIRES_AT,
+  validateAccounts,
+} from './accounts-file.js';
+import { type ApplyChange, planAccounts } from './apply-accounts.js';
 import type { Hasher } from './hasher.js';
 import { listExpiringKeys } from './key-expiry.js';
 import { generateKey, isValidKeyId } from './key-format.js';
 import type { VerifyPool } from './verify-pool.js';
 
-export const ACCOUNT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-const MAX_DESCRIPTION = 200;
+// One definition of names, description and expiry limits, shared with the accounts file.
+export { ACCOUNT_NAME, MAX_EXPIRES_AT };
+
 const DEFAULT_GRACE_SECONDS = 86_400;
 /** A rotation grace longer than this is almost certainly a unit mistake. */
 export const MAX_GRACE_SECONDS = 90 * 86_400;
-/**
- * The latest expiry a key may carry: 9999-12-31T23:59:59Z, the last second RFC 3339 (and so
- * the API, the CLI and every log line) can write. Anything later is a unit mistake
- * (milliseconds for seconds) and would not render; a key meant never to expire uses 0.
- * A fixed bound rather than "now + N years" keeps validation independent of the clock.
- */
-export const MAX_EXPIRES_AT = 253_402_300_799;
 
 /** What both the key service and the verifier are built from. */
 export interface KeyDeps {
@@ -122,6 +124,20 @@ export interface CreateKeyInput {
   expiresAt?: number | undefined;
   scopes?: readonly string[] | undefined;
 }
+
+export interface ApplyOptions {
+  dryRun?: boolean | undefined;
+  prune?: boolean | undefined;
+}
+
+export interface ApplyResult {
+  changes: ApplyChange[];
+  /** Listed keys left alone, and why; never a reason to fail. */
+  warnings: string[];
+}
+
+/** Concurrent writers make a planned batch stale; apply re-plans this many times, then fails. */
+const APPLY_ATTEMPTS = 3;
 
 /** key.create: the audit line names the new key's id. */
 function issuedDetails(issued: IssuedKey): AuditDetails {
@@ -322,6 +338,55 @@ export class KeyService {
       // The old key's expiry moved closer: cached verdicts must pick that up.
       await this.deps.invalidate({ kind: 'key', id });
       return issued;
+    });
+  }
+
+  /**
+   * `keygate apply` (DESIGN §14): validates `desired` (the parsed accounts file) whole, diffs
+   * it against the store and, unless `dryRun`, writes every change in one atomic store step
+   * (KeyStore.applyAccounts), then publishes the invalidations revokeKey and updateAccount
+   * would, and audits each change. Running it again with the same file changes nothing.
+   */
+  applyAccounts(actor: Actor, desired: unknown, options: ApplyOptions = {}): Promise<ApplyResult> {
+    const target = options.dryRun ? 'dry-run' : options.prune ? 'prune' : 'apply';
+    return this.audited(actor, 'accounts.apply', target, async () => {
+      const accounts = validateAccounts(desired, {
+        roles: this.roles,
+        prefix: this.deps.prefix,
+      });
+      for (let attempt = 1; ; attempt++) {
+        const plan = await planAccounts(
+          this.deps.store,
+          accounts,
+          this.now(),
+          options.prune === true,
+        );
+        for (const grant of plan.grants) {
+          this.bound(actor, grant.scopes ?? this.roleScopes(grant.role), grant.what);
+        }
+        const result = { changes: plan.changes, warnings: plan.warnings };
+        if (options.dryRun || isEmptyBatch(plan.batch)) return result;
+        try {
+          await this.deps.store.applyAccounts(plan.batch);
+        } catch (err) {
+          // Someone wrote a record the plan read: plan again from what is there now.
+          if (err instanceof KeygateError && err.code === 'conflict' && attempt < APPLY_ATTEMPTS)
+            continue;
+          throw err;
+        }
+        for (const event of plan.invalidations) await this.deps.invalidate(event);
+        for (const change of plan.changes) {
+          this.deps.audit({
+            actor,
+            action: change.action,
+            target:
+              change.key_id === undefined ? change.account : `${change.account}/${change.key_id}`,
+            result: 'ok',
+            ...(change.key_id === undefined ? {} : { details: { keyId: change.key_id } }),
+          });
+        }
+        return result;
+      }
     });
   }
 

@@ -2,6 +2,7 @@ import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { KeygateError } from '../errors.js';
 import { type NullProtoRecord, nullProtoRecord } from '../shared/null-proto-record.js';
+import { type AccountsBatch, applyBatchToTables, type RecordTable } from './accounts-batch.js';
 import { LeaseLock, type LeaseOptions, StoreLockedError } from './file-lease-lock.js';
 import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from './key-store.js';
 import {
@@ -138,6 +139,13 @@ export class FileKeyStore implements KeyStore {
     });
   }
 
+  /** One mutate: one write of the whole file, so a crash leaves the old file or the new one. */
+  applyAccounts(batch: AccountsBatch): Promise<void> {
+    return this.mutate((doc) => {
+      applyBatchToTables(table(doc.accounts), table(doc.keys), batch);
+    });
+  }
+
   async touchKeys(uses: ReadonlyArray<{ id: string; lastUsedAt: number }>): Promise<void> {
     const changes = uses.filter(
       ({ id, lastUsedAt }) => (own(this.doc.keys, id)?.lastUsedAt ?? Infinity) < lastUsedAt,
@@ -198,6 +206,19 @@ export class FileKeyStore implements KeyStore {
 /** Own-property lookup: ids and names come from clients, so "__proto__" must find nothing. */
 function own<T>(record: NullProtoRecord<T>, key: string): T | undefined {
   return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+function table<T>(record: NullProtoRecord<T>): RecordTable<T> {
+  return {
+    get: (key) => own(record, key),
+    set: (key, value) => {
+      record[key] = value;
+    },
+    delete: (key) => {
+      delete record[key];
+    },
+    values: () => Object.values(record),
+  };
 }
 
 /** A deep copy that stays null-prototype (structuredClone would give plain objects back). */

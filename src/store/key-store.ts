@@ -6,6 +6,11 @@ export interface AccountRecord {
   readonly disabled: boolean;
   readonly createdAt: number;
   readonly updatedAt: number;
+  /**
+   * Created (and so owned) by `keygate apply`: only such accounts are updated from, and pruned
+   * by, an accounts file. Absent on accounts made by hand.
+   */
+  readonly managed?: boolean;
 }
 
 /**
@@ -35,6 +40,8 @@ export interface AccountChange {
   disabled?: boolean;
   updatedAt: number;
 }
+
+import type { AccountsBatch } from './accounts-batch.js';
 
 /** Fields of a key that may change after creation (last use has its own, monotonic path). */
 export type KeyChange = Partial<Pick<KeyRecord, 'expiresAt' | 'revokedAt' | 'replacedBy'>>;
@@ -76,6 +83,11 @@ export interface KeyStore {
     next: KeyRecord,
     oldExpiresAt: number,
   ): Promise<void>;
+  /**
+   * `keygate apply`: every write of the batch in one atomic step, or none (conflict when a
+   * record the batch names changed since it was read).
+   */
+  applyAccounts(batch: AccountsBatch): Promise<void>;
   /** Raises last_used_at to the given times; never lowers it, never recreates a deleted key. */
   touchKeys(uses: ReadonlyArray<{ id: string; lastUsedAt: number }>): Promise<void>;
   /** Resolves when the store answers; rejects with store_unavailable otherwise. */

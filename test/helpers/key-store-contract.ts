@@ -212,6 +212,79 @@ export function describeKeyStoreContract(name: string, create: () => Promise<Con
       expect((await h.store.getKey(key.id))?.generation).toBe(1);
     });
 
+    it('applyAccounts writes a whole batch: creates, updates, key changes, deletions; survives a reopen', async () => {
+      const managed = anAccount({ name: 'gone', managed: true });
+      const kept = anAccount({ name: 'kept', managed: true });
+      await h.store.createAccount(managed);
+      await h.store.createAccount(kept);
+      const goneKey = aKey({ account: 'gone' });
+      const keptKey = aKey({ account: 'kept', expiresAt: 4_000_000_000 });
+      await h.store.createKey(goneKey);
+      await h.store.createKey(keptKey);
+      await h.store.touchKeys([{ id: keptKey.id, lastUsedAt: 1_800_000_000 }]);
+      const created = anAccount({ name: 'new', managed: true });
+      const newKey = aKey({ account: 'new', scopes: ['read'], expiresAt: 4_100_000_000 });
+      await h.store.applyAccounts({
+        createAccounts: [created],
+        updateAccounts: [
+          { expected: kept, next: { ...kept, role: 'admin', updatedAt: 1_700_000_100 } },
+        ],
+        deleteAccounts: [{ expected: managed, keyIds: [goneKey.id] }],
+        createKeys: [newKey],
+        updateKeys: [
+          {
+            expected: keptKey,
+            change: { revokedAt: 1_700_000_200, expiresAt: 0, scopes: ['read'] },
+          },
+        ],
+      });
+      for (const store of [h.store, await h.reopen()]) {
+        expect(await store.getAccount('new')).toEqual(created);
+        expect(await store.getKey(newKey.id)).toEqual(newKey);
+        expect(await store.getAccount('kept')).toEqual({
+          ...kept,
+          role: 'admin',
+          updatedAt: 1_700_000_100,
+        });
+        // last_used_at is not the batch's to lower; the generation moves as with updateKey.
+        expect(await store.getKey(keptKey.id)).toEqual({
+          ...keptKey,
+          revokedAt: 1_700_000_200,
+          expiresAt: 0,
+          scopes: ['read'],
+          lastUsedAt: 1_800_000_000,
+          generation: 2,
+        });
+        expect(await store.getAccount('gone')).toBeNull();
+        expect(await store.getKey(goneKey.id)).toBeNull();
+        expect((await store.listAccounts()).map((a) => a.name)).toEqual(['kept', 'new']);
+        expect((await store.listKeys('new')).map((k) => k.id)).toEqual([newKey.id]);
+      }
+    });
+
+    it('applyAccounts refuses a whole batch when any record changed since it was read', async () => {
+      const account = anAccount({ name: 'a', managed: true });
+      await h.store.createAccount(account);
+      const key = aKey({ account: 'a' });
+      await h.store.createKey(key);
+      await h.store.updateKey(key.id, 1, { expiresAt: 4_000_000_000 }); // generation 2 now
+      const newKey = aKey({ account: 'a' });
+      await expectCode(
+        h.store.applyAccounts({
+          createAccounts: [anAccount({ name: 'b', managed: true })],
+          updateAccounts: [{ expected: account, next: { ...account, disabled: true } }],
+          deleteAccounts: [],
+          createKeys: [newKey],
+          updateKeys: [{ expected: key, change: { revokedAt: 1 } }],
+        }),
+        'conflict',
+      );
+      expect(await h.store.getAccount('b')).toBeNull();
+      expect((await h.store.getAccount('a'))?.disabled).toBe(false);
+      expect(await h.store.getKey(newKey.id)).toBeNull();
+      expect((await h.store.getKey(key.id))?.revokedAt).toBe(0);
+    });
+
     it('answers ping while healthy', async () => {
       await expect(h.store.ping()).resolves.toBeUndefined();
     });

@@ -1,4 +1,5 @@
 import { KeygateError } from '../../src/errors.js';
+import { type AccountsBatch, applyBatchToTables } from '../../src/store/accounts-batch.js';
 import type {
   AccountChange,
   AccountRecord,
@@ -45,6 +46,11 @@ export class MemoryKeyStore implements KeyStore {
     return [...this.keys.values()]
       .filter((k) => k.account === account)
       .sort((a, b) => a.createdAt - b.createdAt || a.id.localeCompare(b.id));
+  }
+  async applyAccounts(batch: AccountsBatch): Promise<void> {
+    this.check();
+    // Checks run before any write (applyBatchToTables), so a refused batch changes nothing.
+    applyBatchToTables(this.accounts, this.keys, batch);
   }
   async createAccount(account: AccountRecord): Promise<void> {
     this.check();

@@ -13,6 +13,7 @@ export function encodeAccount(a: AccountRecord): string[] {
     'disabled', a.disabled ? '1' : '0',
     'created_at', String(a.createdAt),
     'updated_at', String(a.updatedAt),
+    ...(a.managed === true ? ['managed', '1'] : []),
   ];
 }
 
@@ -25,6 +26,8 @@ export function decodeAccount(h: Record<string, string>): AccountRecord | null {
     disabled: h.disabled === '1',
     createdAt: Number(h.created_at ?? 0),
     updatedAt: Number(h.updated_at ?? 0),
+    // Only when set: records written before `keygate apply` existed decode exactly as before.
+    ...(h.managed === '1' ? { managed: true } : {}),
   };
 }
 

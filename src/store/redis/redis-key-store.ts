@@ -1,4 +1,12 @@
+import { Cluster } from 'ioredis';
 import { KeygateError } from '../../errors.js';
+import {
+  type AccountsBatch,
+  changedConcurrently,
+  changedKey,
+  isEmptyBatch,
+  sameAccount,
+} from '../accounts-batch.js';
 import { RedisInvalidationBus } from '../invalidation-bus.js';
 import type { AccountChange, AccountRecord, KeyChange, KeyRecord, KeyStore } from '../key-store.js';
 import { alreadyRotated, missingAccount, missingKey, staleKey } from '../record-rules.js';
@@ -216,6 +224,139 @@ export class RedisKeyStore implements KeyStore {
     });
   }
 
+  /**
+   * One `keygate apply`. Single Redis (or Sentinel): WATCH every record the batch names on a
+   * connection of its own, check them, then one MULTI/EXEC: all of it or nothing, and EXEC
+   * fails (conflict) if any watched record changed meanwhile. Cluster: records live on
+   * different slots, so no transaction spans them; the writes run one by one, weakening ones
+   * (revocations, deletions) first, and an interrupted apply is completed by running it again
+   * (the plan is a diff against the store).
+   */
+  applyAccounts(batch: AccountsBatch): Promise<void> {
+    return guard(async () => {
+      if (isEmptyBatch(batch)) return; // WATCH with no keys is an error, and there is nothing to do
+      if (this.client instanceof Cluster) {
+        await this.checkBatch(this.client, batch);
+        for (const [command, ...args] of await this.batchCommands(this.client, batch))
+          await this.client.call(command, ...args);
+        return;
+      }
+      // Its own connection: WATCH holds per connection, and another caller's EXEC on the shared
+      // one would silently drop it.
+      const conn = this.client.duplicate({ enableAutoPipelining: false });
+      conn.on('error', () => undefined);
+      try {
+        await conn.connect();
+        await conn.watch(...this.watchedKeys(batch));
+        await this.checkBatch(conn, batch);
+        const commands = await this.batchCommands(conn, batch);
+        const multi = conn.multi();
+        for (const [command, ...args] of commands) multi.call(command, ...args);
+        const results = await multi.exec();
+        if (results === null) throw changedConcurrently('a record this apply reads');
+        for (const [err] of results) if (err) throw err;
+      } finally {
+        conn.disconnect();
+      }
+    });
+  }
+
+  private watchedKeys(batch: AccountsBatch): string[] {
+    const keys = new Set<string>();
+    for (const a of batch.createAccounts) keys.add(this.accountKey(a.name));
+    for (const { expected } of [...batch.updateAccounts, ...batch.deleteAccounts]) {
+      keys.add(this.accountKey(expected.name));
+      keys.add(this.accountKeysKey(expected.name));
+    }
+    for (const k of batch.createKeys) {
+      keys.add(this.keyKey(k.id));
+      keys.add(this.accountKey(k.account));
+    }
+    for (const { expected } of batch.updateKeys) keys.add(this.keyKey(expected.id));
+    return [...keys];
+  }
+
+  /** The batch's expectations against what the store holds now: conflict on any difference. */
+  private async checkBatch(conn: RedisClient, batch: AccountsBatch): Promise<void> {
+    for (const account of batch.createAccounts) {
+      if ((await conn.exists(this.accountKey(account.name))) !== 0)
+        throw changedConcurrently(`service account "${account.name}"`);
+    }
+    for (const { expected } of [...batch.updateAccounts, ...batch.deleteAccounts]) {
+      const current = decodeAccount(await conn.hgetall(this.accountKey(expected.name)));
+      if (current === null || !sameAccount(current, expected))
+        throw changedConcurrently(`service account "${expected.name}"`);
+    }
+    const created = new Set(batch.createAccounts.map((a) => a.name));
+    for (const key of batch.createKeys) {
+      if ((await conn.exists(this.keyKey(key.id))) !== 0)
+        throw changedConcurrently(`key ${key.id}`);
+      if (!created.has(key.account) && (await conn.exists(this.accountKey(key.account))) !== 1)
+        throw changedConcurrently(`service account "${key.account}"`);
+    }
+    for (const { expected } of batch.updateKeys) {
+      const current = decodeKey(await conn.hgetall(this.keyKey(expected.id)));
+      if (current === null || current.generation !== expected.generation)
+        throw changedConcurrently(`key ${expected.id}`);
+    }
+  }
+
+  /** The batch as Redis commands, weakening writes first (the order matters on a Cluster). */
+  private async batchCommands(
+    conn: RedisClient,
+    batch: AccountsBatch,
+  ): Promise<Array<[string, ...string[]]>> {
+    const commands: Array<[string, ...string[]]> = [];
+    for (const { expected, change } of batch.updateKeys) {
+      const next = changedKey(expected, change);
+      const recordKey = this.keyKey(expected.id);
+      commands.push([
+        'HSET',
+        recordKey,
+        ...encodeKey(next).filter((_, i, all) => keepKeyField(all, i)),
+      ]);
+      if (change.expiresAt !== undefined) {
+        commands.push(
+          change.expiresAt > 0
+            ? ['EXPIREAT', recordKey, String(change.expiresAt + EXPIRED_RECORD_RETENTION_SECONDS)]
+            : ['PERSIST', recordKey],
+        );
+      }
+    }
+    for (const { expected, keyIds } of batch.deleteAccounts) {
+      // The account record first: from then on none of its keys verifies.
+      commands.push(['DEL', this.accountKey(expected.name)]);
+      commands.push(['SREM', this.accountsKey, expected.name]);
+      const ids = new Set([
+        ...keyIds,
+        ...(await conn.smembers(this.accountKeysKey(expected.name))),
+      ]);
+      for (const id of ids) commands.push(['DEL', this.keyKey(id)]);
+      commands.push(['DEL', this.accountKeysKey(expected.name)]);
+    }
+    for (const { next } of batch.updateAccounts)
+      commands.push(['HSET', this.accountKey(next.name), ...encodeAccount(next)]);
+    // Index entries before records: on a Cluster an interrupted apply leaves at worst an index
+    // entry without its record, which lists skip and the next apply completes; never a record
+    // that no list (and so no prune) can find.
+    for (const account of batch.createAccounts) {
+      commands.push(['SADD', this.accountsKey, account.name]);
+      commands.push(['HSET', this.accountKey(account.name), ...encodeAccount(account)]);
+    }
+    for (const key of batch.createKeys) {
+      const recordKey = this.keyKey(key.id);
+      commands.push(['SADD', this.accountKeysKey(key.account), key.id]);
+      commands.push(['HSET', recordKey, ...encodeKey(key)]);
+      if (key.expiresAt > 0)
+        commands.push([
+          'EXPIREAT',
+          recordKey,
+          String(key.expiresAt + EXPIRED_RECORD_RETENTION_SECONDS),
+        ]);
+    }
+    return commands;
+  }
+
   touchKeys(uses: ReadonlyArray<{ id: string; lastUsedAt: number }>): Promise<void> {
     return guard(async () => {
       // One script call per key: keys live on different slots in a cluster; auto-pipelining batches them.
@@ -281,6 +422,15 @@ export class RedisKeyStore implements KeyStore {
       this.client.disconnect();
     }
   }
+}
+
+/**
+ * Which field/value pairs of an encoded key an update writes: all but last_used_at, which has
+ * its own monotonic path (a batch must never lower it).
+ */
+function keepKeyField(all: string[], index: number): boolean {
+  const field = index % 2 === 0 ? all[index] : all[index - 1];
+  return field !== 'last_used_at';
 }
 
 /** Turns every client failure into store_unavailable; domain errors pass through. */
