@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { parseKey } from '../../src/keys/key-format.js';
 import { type CliResult, runCli, spawnServe, writeTempConfig } from '../helpers/cli.js';
 import { type Gateway, startGateway, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
@@ -291,3 +292,63 @@ async function serve(
   const { port } = server.address() as { port: number };
   return { url: `http://127.0.0.1:${port}`, hits: [] };
 }
+
+describe('keygate apply in remote mode (POST /_keygate/v1/apply)', () => {
+  it('dry-run writes nothing, apply imports, a second run says no changes, --prune refuses the key at once', async () => {
+    const minted = await runCli(['keys', 'mint', 'gitops', '--offline', '--config', localConfig]);
+    expect(minted.code, minted.stderr).toBe(0);
+    const key = minted.stdout.trim();
+    const [item] = parse(minted.stderr) as unknown[];
+    const dir = mkdtempSync(join(tmpdir(), 'kg-remote-apply-'));
+    const file = join(dir, 'accounts.yaml');
+    const withKey = { accounts: [{ name: 'gitops', role: 'reader', keys: [item] }] };
+    writeFileSync(file, stringify(withKey));
+
+    const dry = await viaEnv(['apply', '-f', file, '--dry-run']);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain('+ account gitops');
+    expect(dry.stdout).toContain('(dry run: nothing written)');
+    expect((await status(key)).status).toBe(401);
+
+    const applied = await remote(['apply', '-f', file]);
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(applied.stdout).toMatch(/2 changes applied\n$/);
+    expect((await status(key)).status).toBe(200);
+
+    const again = await remote(['apply', '-f', file, '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toEqual({ changes: [] });
+
+    writeFileSync(file, stringify({ accounts: [{ name: 'gitops', role: 'reader', keys: [] }] }));
+    const pruned = await remote(['apply', '-f', file, '--prune']);
+    expect(pruned.code, pruned.stderr).toBe(0);
+    expect(pruned.stdout).toContain('(revoked)');
+    expect(await status(key)).toEqual({ status: 401, error: 'revoked_key' });
+    for (const run of [minted, dry, applied, again, pruned]) {
+      expect(run.stderr).not.toContain(adminKey);
+    }
+    for (const run of [dry, applied, again, pruned]) expectNoKey(run, key);
+  });
+
+  it('a broken file is exit 2 naming the path, and nothing is sent', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kg-remote-apply-'));
+    const file = join(dir, 'accounts.yaml');
+    writeFileSync(file, stringify({ accounts: [{ name: 'x', role: 'no-such-role' }] }));
+    const out = await remote(['apply', '-f', file]);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toContain('accounts[0].role');
+    const listed = await remote(['accounts', 'list', '--json']);
+    expect(JSON.parse(listed.stdout).items.map((a: { name: string }) => a.name)).not.toContain('x');
+  });
+
+  it('a non-admin key cannot apply: exit 1, insufficient_scope', async () => {
+    const reader = (await gw.issue('apply-reader', 'reader')).key;
+    const dir = mkdtempSync(join(tmpdir(), 'kg-remote-apply-'));
+    const file = join(dir, 'accounts.yaml');
+    writeFileSync(file, stringify({ accounts: [] }));
+    const out = await remote(['apply', '-f', file], reader);
+    expect(out.code).toBe(1);
+    expect(out.stderr).toContain('insufficient_scope');
+    expectNoKey(out, reader);
+  });
+});
