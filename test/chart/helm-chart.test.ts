@@ -302,6 +302,7 @@ describe('chart wiring', () => {
     expect(rule.metadata.labels.release).toBe('prometheus');
     const rules = rule.spec.groups.flatMap((g) => g.rules);
     expect(rules.map((r) => r.alert).sort()).toEqual([
+      'KeygateConfigReloadFailing',
       'KeygateDown',
       'KeygateHigh5xxRatio',
       'KeygateKeyStoreDown',
