@@ -102,7 +102,14 @@ export interface HttpExchange {
 }
 export type Transport = (
   url: string,
-  init: { method: string; headers: Record<string, string>; body?: string; timeoutMs: number },
+  init: {
+    method: string;
+    headers: Record<string, string>;
+    body?: string;
+    timeoutMs: number;
+    /** Aborted at the call's deadline: the request (and its body) stop there. */
+    signal?: AbortSignal;
+  },
 ) => Promise<HttpExchange>;
 
 /**
@@ -116,6 +123,7 @@ const undiciTransport: Transport = async (url, init) => {
     ...(init.body === undefined ? {} : { body: init.body }),
     headersTimeout: init.timeoutMs,
     bodyTimeout: init.timeoutMs,
+    ...(init.signal === undefined ? {} : { signal: init.signal }),
   });
   return {
     status: res.statusCode,
@@ -271,36 +279,55 @@ export class RemoteKeyManagement implements KeyManagement {
     body?: unknown,
   ): Promise<T> {
     const { base, shown, apiKey } = this.target;
-    let res: HttpExchange;
-    try {
-      res = await this.transport(`${base}${ADMIN_API_PREFIX}${path}`, {
-        method,
-        headers: {
-          'x-api-key': apiKey,
-          accept: 'application/json',
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        timeoutMs: this.timeoutMs,
+    // One deadline for the whole exchange. undici's headersTimeout and bodyTimeout are idle
+    // timeouts (between bytes): a server trickling a byte now and then would hold the CLI for
+    // ever without it.
+    const deadline = new AbortController();
+    const expired = new Promise<never>((_, reject) => {
+      deadline.signal.addEventListener('abort', () => reject(new DeadlineExceeded()), {
+        once: true,
       });
-    } catch (err) {
-      throw new RemoteError(
-        scrub(`cannot reach keygate at ${shown}: ${whyUnreachable(err)}`, apiKey),
-      );
-    }
-    let text: string;
+    });
+    expired.catch(() => undefined);
+    const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
     try {
-      text = await readCapped(res, this.maxAnswerBytes);
-    } catch (err) {
-      throw new RemoteError(
-        scrub(`keygate at ${shown} answered ${res.status} but ${whyUnreadable(err)}`, apiKey),
+      let res: HttpExchange;
+      try {
+        res = await Promise.race([
+          this.transport(`${base}${ADMIN_API_PREFIX}${path}`, {
+            method,
+            headers: {
+              'x-api-key': apiKey,
+              accept: 'application/json',
+              ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            },
+            ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+            timeoutMs: this.timeoutMs,
+            signal: deadline.signal,
+          }),
+          expired,
+        ]);
+      } catch (err) {
+        throw new RemoteError(
+          scrub(`cannot reach keygate at ${shown}: ${whyUnreachable(err)}`, apiKey),
+        );
+      }
+      let text: string;
+      try {
+        text = await readCapped(res, this.maxAnswerBytes, expired);
+      } catch (err) {
+        throw new RemoteError(
+          scrub(`keygate at ${shown} answered ${res.status} but ${whyUnreadable(err)}`, apiKey),
+        );
+      }
+      return parseAnswer(
+        { status: res.status, contentType: res.header('content-type'), text },
+        schema,
+        { shown, apiKey },
       );
+    } finally {
+      clearTimeout(timer);
     }
-    return parseAnswer(
-      { status: res.status, contentType: res.header('content-type'), text },
-      schema,
-      { shown, apiKey },
-    );
   }
 }
 
@@ -399,7 +426,11 @@ function scrub(text: string, apiKey: string): string {
   return apiKey === '' ? text : text.replaceAll(apiKey, '***');
 }
 
-async function readCapped(res: HttpExchange, max: number): Promise<string> {
+async function readCapped(
+  res: HttpExchange,
+  max: number,
+  expired: Promise<never>,
+): Promise<string> {
   const declared = Number(res.header('content-length') ?? 0);
   if (Number.isFinite(declared) && declared > max) {
     res.discard();
@@ -407,19 +438,29 @@ async function readCapped(res: HttpExchange, max: number): Promise<string> {
   }
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of res.body) {
-    size += chunk.byteLength;
-    if (size > max) {
-      res.discard();
-      throw new TooLarge();
+  const body = res.body[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      // Each read races the call's deadline: a chunk that never comes ends the call too.
+      const step = await Promise.race([body.next(), expired]);
+      if (step.done) break;
+      const chunk = step.value;
+      size += chunk.byteLength;
+      if (size > max) throw new TooLarge();
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (err) {
+    res.discard();
+    throw err;
   }
   // Invalid UTF-8 becomes U+FFFD and then fails the JSON or shape check: never a crash.
   return Buffer.concat(chunks).toString('utf8');
 }
 
 class TooLarge extends Error {}
+
+/** The whole call took longer than the client's timeout. */
+class DeadlineExceeded extends Error {}
 
 function whyUnreadable(err: unknown): string {
   if (err instanceof TooLarge) return 'its answer is larger than this client accepts';
@@ -439,6 +480,7 @@ function whyUnreachable(err: unknown): string {
 }
 
 function isTimeout(err: unknown): boolean {
+  if (err instanceof DeadlineExceeded) return true;
   const code = (err as { code?: unknown } | null)?.code;
   return (
     code === 'UND_ERR_HEADERS_TIMEOUT' ||

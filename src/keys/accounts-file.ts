@@ -132,7 +132,43 @@ export function parseAccountsYaml(source: string): unknown {
     }
     throw refuse('(file)', 'not valid YAML');
   }
+  onlyJsonValues(raw);
   return raw;
+}
+
+/**
+ * Refuses any value JSON cannot carry as it is, naming its path. The remote CLI sends the
+ * parsed file to POST /apply as JSON, where `.inf` and `.nan` would become null, which this
+ * format reads as "absent": `expires_at: .inf` (refused locally) would be a key that never
+ * expires remotely, `scopes: .nan` every scope of the role. A file must mean the same in both
+ * modes, so YAML-only values (non-finite numbers; with `%YAML 1.1` timestamps, sets, binary)
+ * are refused here, before either. Iterative: a deeply nested file is no stack overflow.
+ */
+function onlyJsonValues(raw: unknown): void {
+  const pending: Array<{ value: unknown; path: string }> = [{ value: raw, path: '(file)' }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const { value, path } = next;
+    if (value === null || typeof value === 'string' || typeof value === 'boolean') continue;
+    if (typeof value === 'number') {
+      if (Number.isFinite(value)) continue;
+      throw refuse(path, 'not a finite number (.inf and .nan are not values here)');
+    }
+    if (Array.isArray(value)) {
+      value.forEach((item, i) => {
+        pending.push({ value: item, path: `${path}[${i}]` });
+      });
+      continue;
+    }
+    const proto = typeof value === 'object' ? Object.getPrototypeOf(value) : undefined;
+    if (proto !== Object.prototype && proto !== null)
+      throw refuse(path, 'expected a string, number, true/false, list or mapping');
+    for (const key of Object.keys(value as object)) {
+      pending.push({
+        value: ownEntry(value as Mapping, key),
+        path: path === '(file)' ? shownField(key) : `${path}.${shownField(key)}`,
+      });
+    }
+  }
 }
 
 /**

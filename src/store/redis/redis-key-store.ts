@@ -2,6 +2,7 @@ import { Cluster } from 'ioredis';
 import { KeygateError } from '../../errors.js';
 import {
   type AccountsBatch,
+  type BatchKeyChange,
   changedConcurrently,
   changedKey,
   isEmptyBatch,
@@ -237,8 +238,20 @@ export class RedisKeyStore implements KeyStore {
       if (isEmptyBatch(batch)) return; // WATCH with no keys is an error, and there is nothing to do
       if (this.client instanceof Cluster) {
         await this.checkBatch(this.client, batch);
-        for (const [command, ...args] of await this.batchCommands(this.client, batch))
-          await this.client.call(command, ...args);
+        // The check is no lock: each write that could undo someone else's (a key update over a
+        // revoke that landed since, a creation over a record made since) is a single-key
+        // compare-and-set that refuses instead (conflict: apply re-plans).
+        for (const [command, ...args] of await this.batchCommands(this.client, batch, true)) {
+          if (command === CLUSTER_CAS_KEY) {
+            const [what, recordKey, ...rest] = args as [string, string, ...string[]];
+            if ((await this.scripts.kgUpdateKey(recordKey, ...rest)) < 0)
+              throw changedConcurrently(what);
+          } else if (command === CLUSTER_CREATE) {
+            const [what, recordKey, ...fields] = args as [string, string, ...string[]];
+            if ((await this.scripts.kgCreateHash(recordKey, ...fields)) !== 1)
+              throw changedConcurrently(what);
+          } else await this.client.call(command, ...args);
+        }
         return;
       }
       // Its own connection: WATCH holds per connection, and another caller's EXEC on the shared
@@ -305,11 +318,27 @@ export class RedisKeyStore implements KeyStore {
   private async batchCommands(
     conn: RedisClient,
     batch: AccountsBatch,
+    cluster = false,
   ): Promise<Array<[string, ...string[]]>> {
     const commands: Array<[string, ...string[]]> = [];
     for (const { expected, change } of batch.updateKeys) {
       const next = changedKey(expected, change);
       const recordKey = this.keyKey(expected.id);
+      if (cluster) {
+        // Only the changed fields, and only if the generation is still the one the plan read.
+        const at = change.expiresAt ? change.expiresAt + EXPIRED_RECORD_RETENTION_SECONDS : 0;
+        commands.push([
+          CLUSTER_CAS_KEY,
+          `key ${expected.id}`,
+          recordKey,
+          String(expected.generation),
+          String(at),
+          '0',
+          ...changedKeyFields(change),
+        ]);
+        if (change.expiresAt === 0) commands.push(['PERSIST', recordKey]);
+        continue;
+      }
       commands.push([
         'HSET',
         recordKey,
@@ -341,12 +370,25 @@ export class RedisKeyStore implements KeyStore {
     // that no list (and so no prune) can find.
     for (const account of batch.createAccounts) {
       commands.push(['SADD', this.accountsKey, account.name]);
-      commands.push(['HSET', this.accountKey(account.name), ...encodeAccount(account)]);
+      commands.push(
+        cluster
+          ? [
+              CLUSTER_CREATE,
+              `service account "${account.name}"`,
+              this.accountKey(account.name),
+              ...encodeAccount(account),
+            ]
+          : ['HSET', this.accountKey(account.name), ...encodeAccount(account)],
+      );
     }
     for (const key of batch.createKeys) {
       const recordKey = this.keyKey(key.id);
       commands.push(['SADD', this.accountKeysKey(key.account), key.id]);
-      commands.push(['HSET', recordKey, ...encodeKey(key)]);
+      commands.push(
+        cluster
+          ? [CLUSTER_CREATE, `key ${key.id}`, recordKey, ...encodeKey(key)]
+          : ['HSET', recordKey, ...encodeKey(key)],
+      );
       if (key.expiresAt > 0)
         commands.push([
           'EXPIREAT',
@@ -422,6 +464,21 @@ export class RedisKeyStore implements KeyStore {
       this.client.disconnect();
     }
   }
+}
+
+/** Cluster steps of an apply that run as single-key scripts, not as plain commands. */
+const CLUSTER_CAS_KEY = 'keygate:cas-key';
+const CLUSTER_CREATE = 'keygate:create';
+
+/** A batch key change as the field/value pairs it writes (encoded as encodeKey writes them). */
+function changedKeyFields(change: BatchKeyChange): string[] {
+  const fields: string[] = [];
+  if (change.description !== undefined) fields.push('description', change.description);
+  if (change.scopes !== undefined)
+    fields.push('scopes', change.scopes === null ? '' : JSON.stringify(change.scopes));
+  if (change.expiresAt !== undefined) fields.push('expires_at', String(change.expiresAt));
+  if (change.revokedAt !== undefined) fields.push('revoked_at', String(change.revokedAt));
+  return fields;
 }
 
 /**
