@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { KeygateError } from '../errors.js';
-import { parseAccountsYaml } from '../keys/accounts-file.js';
+import { MAX_FILE_BYTES, parseAccountsYaml } from '../keys/accounts-file.js';
 import type { ApplyChange } from '../keys/apply-accounts.js';
 import type { KeyManagement } from '../keys/key-management.js';
 import type { Actor } from '../keys/key-service.js';
@@ -22,7 +22,7 @@ export async function applyCommand(values: Values, manage: Manage): Promise<numb
     throw new UsageError('usage: keygate apply -f FILE [--dry-run] [--prune]');
   let source: string;
   try {
-    source = await readFile(file, 'utf8');
+    source = await readAtMost(file, MAX_FILE_BYTES + 1);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     throw new KeygateError('bad_request', `(file): cannot read ${file} (${code})`);
@@ -76,4 +76,24 @@ export function describeChange(change: ApplyChange): string {
     sign === '+' ? `${d.field} ${shown(d.to)}` : `${d.field} ${shown(d.from)} → ${shown(d.to)}`,
   );
   return `${sign} ${subject}${fields.length > 0 ? `: ${fields.join(', ')}` : ''}`;
+}
+
+/**
+ * Reads at most `limit` bytes: `-f /dev/zero` or a huge file must end in the size error, not in
+ * reading forever. One byte over the bound is enough for parseAccountsYaml to refuse it.
+ */
+async function readAtMost(path: string, limit: number): Promise<string> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(limit);
+    let length = 0;
+    while (length < limit) {
+      const { bytesRead } = await handle.read(buffer, length, limit - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return buffer.subarray(0, length).toString('utf8');
+  } finally {
+    await handle.close();
+  }
 }

@@ -252,6 +252,14 @@ describe('keygate apply on the file store (CLI process)', () => {
       expect(readFileSync(fileStorePath, 'utf8')).toBe(before);
     },
   );
+
+  it('-f /dev/zero (an endless file) ends in the size error, exit 2, nothing written', async () => {
+    const before = readFileSync(fileStorePath, 'utf8');
+    const out = await runCli(['apply', '-f', '/dev/zero', '--config', fileConfig]);
+    expect(out.code).toBe(2);
+    expect(out.stderr).toMatch(/larger than 4194304 bytes/);
+    expect(readFileSync(fileStorePath, 'utf8')).toBe(before);
+  });
 });
 
 describe('keygate apply on Redis with a running keygate', () => {
