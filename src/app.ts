@@ -173,11 +173,20 @@ export function createApp(deps: AppDeps): App {
   });
   const pipeline = createRequestHandler(policy);
   let running = config;
+  const formerIdentity = new Set<string>();
   const reload = (next: Readonly<Config>): ReloadPlan => {
     const plan = planReload(running, next);
     if (plan.problems.length > 0) return plan;
+    // Names keygate stops sending stay dropped from clients (see requestPolicy).
+    const current = Object.values(plan.effective.identityHeaders).map((n) => n.toLowerCase());
+    for (const name of Object.values(running.identityHeaders))
+      formerIdentity.add(name.toLowerCase());
+    for (const name of current) formerIdentity.delete(name);
     // Built before anything changes: nothing below can fail half-way.
-    const nextPolicy = { ...fixed, ...requestPolicy(plan.effective, upstreamCredential) };
+    const nextPolicy = {
+      ...fixed,
+      ...requestPolicy(plan.effective, upstreamCredential, [...formerIdentity]),
+    };
     running = plan.effective;
     // Roles first: the verifier drops allows whose scopes came from the old roles before any
     // request can run under the new routes.

@@ -14,6 +14,12 @@ export type RequestPolicy = Pick<
 export function requestPolicy(
   config: Readonly<Config>,
   credential: UpstreamCredential | undefined,
+  /**
+   * Identity header names this process sent before a reload renamed them. The upstream may
+   * still trust an old name for a while (it is reconfigured after keygate), so a client's copy
+   * of one is dropped like a current identity header, for the life of the process.
+   */
+  formerIdentityHeaders: readonly string[] = [],
 ): RequestPolicy {
   return {
     routes: new RouteTable(config.routes),
@@ -21,7 +27,7 @@ export function requestPolicy(
       config.identityHeaders,
       trustedProxyList(config.trustedProxies),
       config.trustedProxies.length > 0,
-      config.upstream?.dropHeaders ?? [],
+      [...(config.upstream?.dropHeaders ?? []), ...formerIdentityHeaders],
       credential,
     ),
     stripPrefix: config.upstream?.stripPrefix,

@@ -184,6 +184,19 @@ describe('config reload in a running keygate (SIGHUP)', () => {
     expect(seen?.headers['x-tenant']).toBe('ops');
     expect(seen?.headers['x-keygate-account']).toBeUndefined();
     expect(seen?.headers['x-keygate-key-id']).toBeDefined();
+
+    // Renamed again: the upstream may still trust X-Tenant for a while, so a client's copy of
+    // it is dropped too, not only the x-keygate-* family.
+    const mark2 = kg.serve.output().length;
+    kg.rewrite({ identityHeaders: { account: 'X-Org' } });
+    kg.serve.child.kill('SIGHUP');
+    await kg.logged('config reloaded', mark2);
+    expect(
+      (await kg.get('/model/assets', { 'x-tenant': 'forged', 'X-TENANT': 'again' })).status,
+    ).toBe(200);
+    const after = upstream.requests.at(-1);
+    expect(after?.headers['x-org']).toBe('ops');
+    expect(after?.headers['x-tenant']).toBeUndefined();
   });
 
   it('listen.port changed: "needs a restart" is logged by path, keygate still serves on the old port', async () => {
