@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,19 +7,8 @@ import { stringify } from 'yaml';
 import { concreteExpr, dataPanels, readDashboard } from '../helpers/dashboard.js';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
+import { promtool } from '../helpers/promtool.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
-
-/** Fails (never skips) without promtool, like prometheus-rules.test.ts. */
-function promtool(): string {
-  try {
-    return execFileSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error(
-      'promtool is required by this test and was not found on PATH. Install it with ' +
-        '`sudo apt-get install -y --no-install-recommends prometheus` or run `bash .ci/run`.',
-    );
-  }
-}
 
 const targets = () =>
   dataPanels(readDashboard()).flatMap((panel) =>

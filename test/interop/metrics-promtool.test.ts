@@ -1,24 +1,11 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type Gateway, startGateway, testConfig } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
 import { parsePrometheusText, series } from '../helpers/prom-text.js';
+import { promtool } from '../helpers/promtool.js';
 import { RecordingUpstream } from '../helpers/upstream.js';
-
-const PROMTOOL_HINT =
-  'promtool is required by this test and was not found on PATH. Install it with ' +
-  '`sudo apt-get install -y --no-install-recommends prometheus` (Debian/Ubuntu) or run ' +
-  '`bash .ci/run`, which installs it.';
-
-/** Fails (never skips) without promtool: an unchecked /metrics is how misnamed series ship. */
-function promtool(): string {
-  try {
-    return execFileSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error(PROMTOOL_HINT);
-  }
-}
 
 let upstream: RecordingUpstream;
 let gw: Gateway;

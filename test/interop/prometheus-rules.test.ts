@@ -1,28 +1,17 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { expect, it, onTestFinished } from 'vitest';
 import { parse } from 'yaml';
 import { renderChartKind } from '../helpers/helm.js';
+import { promtool } from '../helpers/promtool.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const RULES = join(ROOT, 'deploy/prometheus/keygate-rules.yaml');
 const RULE_TESTS = join(ROOT, 'deploy/prometheus/tests');
 const CRD = ['-a', 'monitoring.coreos.com/v1'];
 type RuleObject = { spec?: { groups: Array<{ rules: Rule[] }> } };
-
-/** Fails (never skips) without promtool, like metrics-promtool.test.ts. */
-function promtool(): string {
-  try {
-    return execFileSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error(
-      'promtool is required by this test and was not found on PATH. Install it with ' +
-        '`sudo apt-get install -y --no-install-recommends prometheus` or run `bash .ci/run`.',
-    );
-  }
-}
 
 type Rule = { alert: string; expr: string; annotations: Record<string, string> };
 const groups = () =>
