@@ -258,7 +258,9 @@ describe('resolveRemote', () => {
   it('refuses bad URLs and keys without echoing the key (exit 2)', () => {
     fc.assert(
       fc.property(
-        fc.string({ minLength: 1 }),
+        // A marker no message text holds: an arbitrary short key ("key") can be a word of the
+        // fixed message itself, which is not an echo.
+        fc.string({ minLength: 1 }).map((s) => `Zq9${s}`),
         fc.constantFrom('http://u:KEY@h', 'ftp://h', 'KEY', 'https://h/?k=KEY'),
         (key, url) => {
           const err = thrown(() =>
@@ -266,7 +268,7 @@ describe('resolveRemote', () => {
           );
           if (err === undefined) return; // a visible-ASCII key with a good URL: fine
           expect(err).toBeInstanceOf(UsageError);
-          expect((err as Error).message).not.toContain(key.length > 2 ? key : '\u0000');
+          expect((err as Error).message).not.toContain(key);
         },
       ),
     );
