@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { FILTER_KINDS } from '../policy/filter-kinds.js';
 import { canonicalHeaderName } from '../shared/header-name.js';
 import { KEYGATE_PREFIX } from '../shared/keygate-prefix.js';
 import { parseDurationMs } from './duration.js';
@@ -131,6 +132,12 @@ const route = z.strictObject({
   methods: z.array(z.enum(HTTP_METHODS)).min(1),
   path: routePattern,
   scopes: z.array(z.string().regex(NAME)).min(1),
+  /**
+   * The kind of data this route serves (DESIGN §16): a filtered account's filter of this kind
+   * is ANDed into the request's `filter` parameter; a filtered account is refused on a route
+   * without one. Only on GET/HEAD routes (checked below, with the other route checks).
+   */
+  filter: z.enum(FILTER_KINDS).optional(),
 });
 
 const redisUrl = z
@@ -456,6 +463,16 @@ export const configSchema = z
         });
       }
       names.add(r.name);
+      // keygate scopes the query string only. On a method with a body, a server that reads
+      // form values (Go's r.FormValue prefers the body's) could take an unscoped filter from it.
+      const withBody = r.methods.filter((m) => m !== 'GET' && m !== 'HEAD');
+      if (r.filter !== undefined && withBody.length > 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'filter'],
+          message: `a route with a filter kind may allow only GET and HEAD, not ${withBody.join(', ')}`,
+        });
+      }
     });
   })
   // Every duration, by where it is written: in code each one reads as milliseconds.

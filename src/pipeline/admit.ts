@@ -15,6 +15,7 @@ import { AttributedKeyRefusal } from '../keys/key-refusal.js';
 import type { LastUsedRecorder } from '../keys/last-used.js';
 import type { Principal } from '../keys/principal.js';
 import type { KeyVerifier } from '../keys/verifier.js';
+import { refuseFiltered, scopedQuery } from '../policy/filter-scope.js';
 import type { InflightLimit } from '../policy/inflight-limit.js';
 import { normaliseTarget } from '../policy/normalise-path.js';
 import type { RouteTable } from '../policy/route-table.js';
@@ -122,6 +123,7 @@ async function admitKey(
       const rule = deps.routes.require(original.method, path.path);
       route = rule.name;
       deps.routes.checkScopes(principal, rule);
+      refuseFiltered(principal, 'authz');
       return {
         admitted: true,
         credential,
@@ -135,6 +137,7 @@ async function admitKey(
     const path = normaliseTarget(req.url ?? '');
     if (isUnder(path.path, KEYGATE_PREFIX)) {
       route = ADMIN_ROUTE_NAME;
+      refuseFiltered(principal, 'admin');
       target = admitAdmin(principal, path.path);
     } else {
       const rule = deps.routes.require(req.method ?? 'GET', path.path);
@@ -143,7 +146,8 @@ async function admitKey(
       target = {
         kind: 'forward',
         route: rule,
-        upstreamPath: upstreamPath(deps, path.path) + path.query,
+        // Before the in-flight slot: a refusal here holds none.
+        upstreamPath: upstreamPath(deps, path.path) + scopedQuery(principal, rule, path.query),
       };
       release = deps.inflight.acquire(principal.account);
     }

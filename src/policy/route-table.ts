@@ -1,12 +1,15 @@
 import type { HttpMethod, RouteConfig } from '../config/schema.js';
 import { KeygateError } from '../errors.js';
 import type { Principal } from '../keys/principal.js';
+import type { FilterKind } from './filter-kinds.js';
 
 export interface Route {
   readonly name: string;
   readonly methods: ReadonlySet<string>;
   readonly scopes: readonly string[];
   readonly pattern: string;
+  /** The kind of data the route serves (config `filter`), for filtered accounts. */
+  readonly filter: FilterKind | undefined;
   matches(path: string): boolean;
 }
 
@@ -46,6 +49,7 @@ export class RouteTable {
         methods,
         scopes: r.scopes,
         pattern: r.path,
+        filter: r.filter,
         matches: compilePattern(r.path),
       };
     });

@@ -1,3 +1,4 @@
+import type { AccountFilters } from '../keys/account-filters.js';
 /** A service account as stored. Times are Unix seconds. */
 export interface AccountRecord {
   readonly name: string;
@@ -11,6 +12,8 @@ export interface AccountRecord {
    * by, an accounts file. Absent on accounts made by hand.
    */
   readonly managed?: boolean;
+  /** Data filters per kind (Kubecost filter language v2); absent or `{}` = not filtered. */
+  readonly filters?: AccountFilters;
 }
 
 /**
