@@ -6,4 +6,6 @@ export interface Principal {
   readonly scopes: ReadonlySet<string>;
   /** Unix seconds; 0 = never. */
   readonly expiresAt: number;
+  /** The account's own quota (DESIGN §16); undefined: its role's default from config, if any. */
+  readonly rateLimit: { readonly requests: number; readonly perSeconds: number } | undefined;
 }

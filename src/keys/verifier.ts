@@ -285,6 +285,7 @@ export class KeyVerifier {
       role: account.role,
       scopes: effectiveScopes(ownEntry(this.roles, account.role) ?? [], record),
       expiresAt: record.expiresAt,
+      rateLimit: account.rateLimit,
     };
     return { principal, expiresAt: record.expiresAt };
   }

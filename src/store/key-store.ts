@@ -11,6 +11,14 @@ export interface AccountRecord {
    * by, an accounts file. Absent on accounts made by hand.
    */
   readonly managed?: boolean;
+  /** The account's own quota, over its role's default (DESIGN §16); absent: the default. */
+  readonly rateLimit?: AccountRateLimit;
+}
+
+/** An account's quota: at most `requests` per `perSeconds` (whole seconds, ≥ 1). */
+export interface AccountRateLimit {
+  readonly requests: number;
+  readonly perSeconds: number;
 }
 
 /**
@@ -38,6 +46,8 @@ export interface AccountChange {
   role?: string;
   description?: string;
   disabled?: boolean;
+  /** A new quota; null clears the account's own (its role's default applies again). */
+  rateLimit?: AccountRateLimit | null;
   updatedAt: number;
 }
 
