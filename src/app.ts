@@ -17,6 +17,8 @@ import { createProxyListener } from './pipeline/http-listener.js';
 import { ReloadablePolicy } from './pipeline/reloadable-policy.js';
 import { requestPolicy } from './pipeline/request-policy.js';
 import { InflightLimit } from './policy/inflight-limit.js';
+import { RateLimitGate, rateLimitSettings } from './policy/rate-limit-gate.js';
+import { InProcessRateLimiter, type RateLimiter } from './policy/rate-limiter.js';
 import { type Clock, systemClock } from './shared/clock.js';
 import { instrumentKeyStore } from './store/instrumented-key-store.js';
 import type { InvalidationBus } from './store/invalidation-bus.js';
@@ -38,6 +40,8 @@ export interface AppDeps {
   upstream?: UpstreamClient;
   /** Where log lines go (tests capture them); stdout by default. Ignored when `logger` is given. */
   logDestination?: DestinationStream;
+  /** Counts per-account quotas; openStore's for Redis. Default: in process, on `clock`. */
+  rateLimiter?: RateLimiter;
   /** How often key last-use marks are written (tests shorten it). */
   lastUsedFlushMs?: number;
   /** A logger already in use (serve logs start-up before the app exists: one stream, in order). */
@@ -151,6 +155,12 @@ export function createApp(deps: AppDeps): App {
         );
   const basePath = upstreamConfig === undefined ? '/' : new URL(upstreamConfig.url).pathname;
   const inflight = new InflightLimit(config.listen.maxInflightPerAccount);
+  // Redis: counted on Redis, shared by replicas; any other store: in this process.
+  const rateLimits = new RateLimitGate(
+    deps.rateLimiter ?? new InProcessRateLimiter(clock),
+    rateLimitSettings(config.rateLimits, config.rateLimitStoreDown),
+    (result, account) => metrics.rateLimitDecided(result, account),
+  );
   // What no reload changes; the reloadable rest comes from requestPolicy(config).
   const fixed: Omit<PipelineDeps, keyof ReturnType<typeof requestPolicy>> = {
     verifier,
@@ -165,6 +175,7 @@ export function createApp(deps: AppDeps): App {
     lastUsed,
     isDraining: () => readiness.draining,
     inflight,
+    rateLimits,
   };
   // The one holder a reload swaps; the handler reads it once per request.
   const policy = new ReloadablePolicy<PipelineDeps>({
@@ -194,6 +205,7 @@ export function createApp(deps: AppDeps): App {
       runtime.setRoles(running.roles);
     }
     inflight.setMax(running.listen.maxInflightPerAccount);
+    rateLimits.setSettings(rateLimitSettings(running.rateLimits, running.rateLimitStoreDown));
     logger.level = running.log.level;
     policy.swap(nextPolicy);
     return plan;

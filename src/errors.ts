@@ -55,10 +55,19 @@ const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = {
 export class KeygateError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /**
+   * Response headers of this one refusal, flat `[name, value, ...]`, after (and over) the
+   * code's own: a 429 rate_limited says when its window resets (RateLimit, Retry-After).
+   */
+  readonly headers: readonly string[] | undefined;
   override readonly name = 'KeygateError';
 
   /** `message` is shown to the client: it must never contain a key or a secret. */
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown; headers?: readonly string[] },
+  ) {
     // A KeygateError is an answer to the client, not a bug: nobody reads its stack, and
     // capturing one cost about 4.3 µs per refusal (of ~55 µs for a whole refused request,
     // measured), paid by every malformed, unknown or forbidden request. An internal_error keeps
@@ -69,6 +78,7 @@ export class KeygateError extends Error {
     Error.stackTraceLimit = stackTraceLimit;
     this.code = code;
     this.status = ERROR_STATUS[code];
+    this.headers = options?.headers;
   }
 }
 
@@ -97,5 +107,10 @@ export function errorHeaders(err: KeygateError): Record<string, string> {
   }
   const retryAfter = RETRY_AFTER_SECONDS[err.code];
   if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter);
+  const own = err.headers;
+  if (own !== undefined) {
+    // own-key: names are keygate's own lower-case literals (rateLimitHeaders), never a client's
+    for (let i = 0; i + 1 < own.length; i += 2) headers[own[i] as string] = own[i + 1] as string;
+  }
   return headers;
 }

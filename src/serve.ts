@@ -26,7 +26,7 @@ export async function serve(
 ): Promise<void> {
   const logger = createLogger(config.log.level);
   // One logger for the whole process: start-up lines and access lines share one ordered stream.
-  const { store, bus } = await openStore(config.store, {
+  const { store, bus, rateLimiter } = await openStore(config.store, {
     requireConnection: false,
     onConnectError: (err) =>
       logger.warn({ err: String(err) }, 'key store not reachable yet; retrying in the background'),
@@ -34,7 +34,7 @@ export async function serve(
   });
   let app: ReturnType<typeof createApp>;
   try {
-    app = createApp({ config, store, bus, logger });
+    app = createApp({ config, store, bus, logger, ...(rateLimiter ? { rateLimiter } : {}) });
   } catch (err) {
     // e.g. an unreadable metrics token file: release the store (and its lock) before exit 2.
     await bus.close();

@@ -15,18 +15,29 @@ import { nullProtoRecord } from '../shared/null-proto-record.js';
 import openapi from './openapi.json' with { type: 'json' };
 import { readJsonBody } from './read-json-body.js';
 
+/** An account's quota; bounds are KeyService's (checkRateLimit), shared with the CLI. */
+const rateLimitBody = z
+  .strictObject({ requests: z.number().int(), per_seconds: z.number().int() })
+  .nullable()
+  .optional()
+  .transform((l) => (l == null ? l : { requests: l.requests, perSeconds: l.per_seconds }));
 const createAccountBody = z.strictObject({
   name: z.string(),
   role: z.string(),
   description: z.string().optional(),
+  rate_limit: rateLimitBody,
 });
 const updateAccountBody = z
   .strictObject({
     role: z.string().optional(),
     description: z.string().optional(),
     disabled: z.boolean().optional(),
+    rate_limit: rateLimitBody,
   })
-  .refine((b) => Object.keys(b).length > 0, 'expected at least one of role, description, disabled');
+  .refine(
+    (b) => Object.keys(b).length > 0,
+    'expected at least one of role, description, disabled, rate_limit',
+  );
 const createKeyBody = z.strictObject({
   description: z.string(),
   expires_at: z
@@ -91,8 +102,8 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     method: 'POST',
     path: '/service-accounts',
     handle: async ({ req, actor, keys }) => {
-      const body = await readJsonBody(req, createAccountBody);
-      return { status: 201, body: await keys.createAccount(actor, body) };
+      const { rate_limit: rateLimit, ...body } = await readJsonBody(req, createAccountBody);
+      return { status: 201, body: await keys.createAccount(actor, { ...body, rateLimit }) };
     },
   },
   {
@@ -115,8 +126,9 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     method: 'PATCH',
     path: '/service-accounts/{name}',
     handle: async ({ req, params, actor, keys }) => {
-      const body = await readJsonBody(req, updateAccountBody);
-      return { status: 200, body: await keys.updateAccount(actor, params.name as string, body) };
+      const { rate_limit: rateLimit, ...body } = await readJsonBody(req, updateAccountBody);
+      const input = { ...body, rateLimit };
+      return { status: 200, body: await keys.updateAccount(actor, params.name as string, input) };
     },
   },
   {

@@ -1,5 +1,7 @@
+import { formatRateLimit, parseRateLimitFlag } from '../keys/account-rate-limit.js';
 import type { KeyManagement } from '../keys/key-management.js';
 import type { Actor } from '../keys/key-service.js';
+import type { AccountRateLimit } from '../store/key-store.js';
 import { need, str, UsageError, type Values } from './args.js';
 import { keyTable, printJson, table, time } from './output.js';
 
@@ -16,10 +18,12 @@ export async function accountsCommand(
       const [name] = need(args, 1, 'accounts create NAME --role ROLE') as [string];
       const role = str(values.role);
       if (role === undefined) throw new UsageError('accounts create needs --role ROLE');
+      const rateLimit = rateLimitOption(values);
       const account = await keys.createAccount(actor, {
         name,
         role,
         description: str(values.description),
+        ...(rateLimit ? { rateLimit } : {}),
       });
       if (values.json) printJson(account);
       else console.error(`created service account "${account.name}" with role ${account.role}`);
@@ -51,7 +55,8 @@ export async function accountsCommand(
       }
       console.log(
         `name: ${account.name}\nrole: ${account.role}\ndisabled: ${account.disabled ? 'yes' : 'no'}\n` +
-          `description: ${account.description}\ncreated: ${time(account.created_at)}\nupdated: ${time(account.updated_at)}\n`,
+          `description: ${account.description}\nrate limit: ${formatRateLimit(account.rate_limit)}\n` +
+          `created: ${time(account.created_at)}\nupdated: ${time(account.updated_at)}\n`,
       );
       keyTable(account.keys);
       return 0;
@@ -67,9 +72,12 @@ export async function accountsCommand(
         role: str(values.role),
         description: str(values.description),
         disabled: values.disable ? true : values.enable ? false : undefined,
+        rateLimit: rateLimitOption(values),
       };
       if (Object.values(change).every((v) => v === undefined)) {
-        throw new UsageError('accounts update needs --role, --description, --disable or --enable');
+        throw new UsageError(
+          'accounts update needs --role, --description, --disable, --enable or --rate-limit',
+        );
       }
       const account = await keys.updateAccount(actor, name, change);
       if (values.json) printJson(account);
@@ -89,4 +97,16 @@ export async function accountsCommand(
     default:
       throw new UsageError(`unknown accounts command "${sub ?? ''}"`);
   }
+}
+
+/** `--rate-limit 100/1m` or `none` (null: clear); undefined when not given. */
+function rateLimitOption(values: Values): AccountRateLimit | null | undefined {
+  const text = str(values['rate-limit']);
+  if (text === undefined) return undefined;
+  const limit = parseRateLimitFlag(text);
+  if (limit === undefined)
+    throw new UsageError(
+      `--rate-limit: expected N/DURATION such as 100/1m or 5000/1h (whole seconds), or none`,
+    );
+  return limit;
 }

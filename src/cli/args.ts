@@ -12,6 +12,7 @@ export const OPTIONS = {
   'cli-config': { type: 'string' },
   role: { type: 'string' },
   description: { type: 'string' },
+  'rate-limit': { type: 'string' },
   'expires-in': { type: 'string' },
   'expires-at': { type: 'string' },
   scopes: { type: 'string' },

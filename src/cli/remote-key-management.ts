@@ -18,6 +18,7 @@ import {
   type UpdateAccountInput,
 } from '../keys/key-service.js';
 import { ADMIN_API_PREFIX } from '../shared/keygate-prefix.js';
+import type { AccountRateLimit } from '../store/key-store.js';
 import type { RemoteTarget } from './remote-target.js';
 
 /**
@@ -43,6 +44,11 @@ const accountView = z.looseObject({
   disabled: z.boolean(),
   created_at: z.number(),
   updated_at: z.number(),
+  // A server from before issue 14 sends none: no override it could know of.
+  rate_limit: z
+    .looseObject({ requests: z.number(), per_seconds: z.number() })
+    .nullable()
+    .default(null),
 });
 const keyView = z.looseObject({
   id: z.string(),
@@ -170,6 +176,7 @@ export class RemoteKeyManagement implements KeyManagement {
       name: input.name,
       role: input.role,
       ...(input.description === undefined ? {} : { description: input.description }),
+      ...rateLimitBody(input.rateLimit),
     });
   }
 
@@ -186,6 +193,7 @@ export class RemoteKeyManagement implements KeyManagement {
       ...(input.role === undefined ? {} : { role: input.role }),
       ...(input.description === undefined ? {} : { description: input.description }),
       ...(input.disabled === undefined ? {} : { disabled: input.disabled }),
+      ...rateLimitBody(input.rateLimit),
     });
   }
 
@@ -503,4 +511,14 @@ function keyPath(accountName: string, id: string): string {
   const account = accountPath(accountName);
   if (!isValidKeyId(id)) throw missingKey(accountName, id);
   return `${account}/api-keys/${id}`;
+}
+
+/** The admin API's `rate_limit` (null clears), or nothing when the input has none. */
+function rateLimitBody(limit: AccountRateLimit | null | undefined): {
+  rate_limit?: { requests: number; per_seconds: number } | null;
+} {
+  if (limit === undefined) return {};
+  return {
+    rate_limit: limit === null ? null : { requests: limit.requests, per_seconds: limit.perSeconds },
+  };
 }

@@ -2,10 +2,13 @@ export const USAGE = `usage: keygate <command> [options]
 
   serve                                        run the proxy
   config check [FILE]                          validate a config file and exit
-  accounts create NAME --role ROLE [--description TEXT]
+  accounts create NAME --role ROLE [--description TEXT] [--rate-limit 100/1m]
   accounts list
   accounts show NAME                           the account and its keys
   accounts update NAME [--role ROLE] [--description TEXT] [--disable | --enable]
+                       [--rate-limit 100/1m | --rate-limit none]
+                                               the account's own quota (N/duration) over its
+                                               role's default; none: the default again
   accounts delete NAME                         deletes the account and all its keys
   keys create ACCOUNT [--description TEXT] [--expires-in 90d | --expires-at TIME] [--scopes a,b]
   keys list ACCOUNT

@@ -19,6 +19,8 @@ export const RELOADABLE_PATHS = [
   'authz.cacheTtlMs',
   'listen.maxInflightPerAccount',
   'listen.bodyIdleTimeoutMs',
+  'rateLimits',
+  'rateLimitStoreDown',
   'log.level',
 ] as const;
 
@@ -81,6 +83,8 @@ function overlay(running: Readonly<Config>, next: Readonly<Config>): Readonly<Co
       bodyIdleTimeoutMs: next.listen.bodyIdleTimeoutMs,
     },
     log: { ...running.log, level: next.log.level },
+    rateLimits: next.rateLimits,
+    rateLimitStoreDown: next.rateLimitStoreDown,
   });
 }
 

@@ -140,6 +140,14 @@ const route = z.strictObject({
   filter: z.enum(FILTER_KINDS).optional(),
 });
 
+/** A role's default quota (DESIGN §16): whole-second windows, as RateLimit-Policy's `w` says. */
+const rateLimit = z.strictObject({
+  requests: z.number().int().min(1).max(1_000_000_000),
+  per: duration.refine((ms) => ms >= 1000 && ms <= 30 * 86_400_000 && ms % 1000 === 0, {
+    message: 'expected a whole number of seconds from 1s to 30d, such as "1s", "1m" or "1h"',
+  }),
+});
+
 const redisUrl = z
   .string()
   .refine((u) => /^rediss?:\/\//.test(u), 'expected a redis:// or rediss:// URL');
@@ -392,6 +400,15 @@ export const configSchema = z
       )
       .pipe(z.record(z.string().regex(NAME), z.array(z.string().regex(NAME))))
       .default({ admin: ['read', 'write', 'admin'], member: ['read', 'write'], reader: ['read'] }),
+    /** Per-role default quotas; an account's own `rate_limit` overrides its role's. */
+    rateLimits: z
+      // Checked like roles: zod's record would drop a `__proto__` key without a word.
+      .unknown()
+      .superRefine(ownKeysMatch(NAME, 'a role name'))
+      .pipe(z.record(z.string().regex(NAME), rateLimit))
+      .default({}),
+    /** When the rate-limit store (Redis) cannot answer: refuse (503, fail closed) or allow. */
+    rateLimitStoreDown: z.enum(['refuse', 'allow']).default('refuse'),
     routes: z.array(route).default([]),
     identityHeaders: z
       .strictObject({
@@ -439,6 +456,16 @@ export const configSchema = z
         }
       });
     });
+    for (const role of Object.keys(config.rateLimits)) {
+      // A quota for a role that does not exist would silently limit nobody.
+      if (!Object.hasOwn(config.roles, role)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['rateLimits', role],
+          message: `role "${role}" is not defined in roles`,
+        });
+      }
+    }
     const credential = config.upstream?.credential;
     if (credential !== undefined) {
       // keygate would set both: one would silently replace the other upstream.
@@ -486,6 +513,9 @@ export const configSchema = z
       'bodyIdleTimeout',
     ]),
     authz: withMsNames(c.authz, ['cacheTtl']),
+    rateLimits: Object.fromEntries(
+      Object.entries(c.rateLimits).map(([role, l]) => [role, withMsNames(l, ['per'])]),
+    ),
     ops: withMsNames(c.ops, ['keyExpiryRefresh', 'keyInUseWithin']),
     upstream:
       c.upstream === undefined ? undefined : withMsNames(c.upstream, ['connectTimeout', 'timeout']),

@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { KeygateError } from '../errors.js';
 import type { Principal } from '../keys/principal.js';
 import type { ForwardTarget } from '../pipeline/target.js';
+import { withRateLimitHeaders } from '../policy/rate-limit-gate.js';
 import type { Metrics } from '../telemetry/metrics.js';
 import { IdleGuardedBody } from './idle-guarded-body.js';
 import type { RequestHeaderBuilder } from './request-headers.js';
@@ -84,7 +85,8 @@ export async function forwardRequest(deps: ForwardDeps, r: ForwardRequest): Prom
       (statusCode, upstreamHeaders) => {
         upstreamStatus = statusCode;
         upstreamMs = performance.now() - started;
-        writeResponseHead(res, statusCode, responseHeaders(upstreamHeaders, r.requestId));
+        const head = responseHeaders(upstreamHeaders, r.requestId);
+        writeResponseHead(res, statusCode, withRateLimitHeaders(head, r.target.rate));
         return res;
       },
     );

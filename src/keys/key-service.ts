@@ -3,7 +3,13 @@ import { type Clock, unixSeconds } from '../shared/clock.js';
 import { ownEntry } from '../shared/null-proto-record.js';
 import { isEmptyBatch } from '../store/accounts-batch.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
-import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
+import type { AccountRateLimit, AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
+import {
+  checkRateLimit,
+  type RateLimitView,
+  rateLimitView,
+  sameRateLimit,
+} from './account-rate-limit.js';
 import {
   ACCOUNT_NAME,
   MAX_DESCRIPTION,
@@ -79,6 +85,8 @@ export interface AccountView {
   disabled: boolean;
   created_at: number;
   updated_at: number;
+  /** The account's own quota; null: its role's default from config applies (DESIGN §16). */
+  rate_limit: RateLimitView | null;
 }
 
 export type KeyStatus = 'active' | 'rotating' | 'expired' | 'revoked';
@@ -110,12 +118,15 @@ export interface CreateAccountInput {
   name: string;
   role: string;
   description?: string | undefined;
+  rateLimit?: AccountRateLimit | null | undefined;
 }
 
 export interface UpdateAccountInput {
   role?: string | undefined;
   description?: string | undefined;
   disabled?: boolean | undefined;
+  /** null clears the account's own quota. */
+  rateLimit?: AccountRateLimit | null | undefined;
 }
 
 export interface CreateKeyInput {
@@ -167,6 +178,7 @@ export class KeyService {
       this.checkRole(input.role);
       this.bound(actor, this.roleScopes(input.role), `role "${input.role}"`);
       const now = this.now();
+      const rateLimit = input.rateLimit == null ? undefined : checkRateLimit(input.rateLimit);
       const account: AccountRecord = {
         name: input.name,
         role: input.role,
@@ -174,6 +186,7 @@ export class KeyService {
         disabled: false,
         createdAt: now,
         updatedAt: now,
+        ...(rateLimit !== undefined ? { rateLimit } : {}),
       };
       await this.deps.store.createAccount(account);
       return accountView(account);
@@ -199,6 +212,7 @@ export class KeyService {
       if (input.role !== undefined) this.checkRole(input.role);
       const description =
         input.description === undefined ? undefined : checkDescription(input.description, false);
+      const rateLimit = input.rateLimit == null ? input.rateLimit : checkRateLimit(input.rateLimit);
       const before = await this.requireAccount(name);
       if (input.role !== undefined) {
         this.bound(actor, this.roleScopes(input.role), `role "${input.role}"`);
@@ -215,10 +229,16 @@ export class KeyService {
         ...(input.role !== undefined ? { role: input.role } : {}),
         ...(description !== undefined ? { description } : {}),
         ...(input.disabled !== undefined ? { disabled: input.disabled } : {}),
+        ...(rateLimit !== undefined ? { rateLimit } : {}),
         updatedAt: this.now(),
       });
       // A role change or a disable can take rights away: every replica must forget what it cached.
-      if (updated.role !== before.role || updated.disabled !== before.disabled) {
+      // A quota lives in the cached principal too: a change applies on every replica at once.
+      if (
+        updated.role !== before.role ||
+        updated.disabled !== before.disabled ||
+        !sameRateLimit(updated.rateLimit, before.rateLimit)
+      ) {
         await this.deps.invalidate({ kind: 'account', name });
       }
       return accountView(updated);
@@ -571,6 +591,7 @@ function accountView(a: AccountRecord): AccountView {
     disabled: a.disabled,
     created_at: a.createdAt,
     updated_at: a.updatedAt,
+    rate_limit: rateLimitView(a.rateLimit),
   };
 }
 

@@ -13,4 +13,6 @@ export interface Principal {
    * here so principals built elsewhere (tests) need not name it.
    */
   readonly filters?: AccountFilters | undefined;
+  /** The account's own quota (DESIGN §16); undefined: its role's default from config, if any. */
+  readonly rateLimit: { readonly requests: number; readonly perSeconds: number } | undefined;
 }

@@ -286,6 +286,7 @@ export class KeyVerifier {
       scopes: effectiveScopes(ownEntry(this.roles, account.role) ?? [], record),
       expiresAt: record.expiresAt,
       filters: account.filters && Object.freeze({ ...account.filters }),
+      rateLimit: account.rateLimit,
     };
     return { principal, expiresAt: record.expiresAt };
   }

@@ -18,6 +18,7 @@ import type { KeyVerifier } from '../keys/verifier.js';
 import { refuseFiltered, scopedQuery } from '../policy/filter-scope.js';
 import type { InflightLimit } from '../policy/inflight-limit.js';
 import { normaliseTarget } from '../policy/normalise-path.js';
+import type { RateLimitGate } from '../policy/rate-limit-gate.js';
 import type { RouteTable } from '../policy/route-table.js';
 import { isUnder, KEYGATE_PREFIX } from '../shared/keygate-prefix.js';
 import type { Admission, Refusal } from './admission.js';
@@ -33,6 +34,8 @@ export interface AdmitDeps {
   lastUsed: LastUsedRecorder;
   /** Per-account bound on requests in flight (listen.maxInflightPerAccount). */
   inflight: InflightLimit;
+  /** Per-account quotas (DESIGN §16) of forwarded requests. */
+  rateLimits: RateLimitGate;
   /** Path prefix of the upstream URL, prepended after stripPrefix is removed. */
   upstreamBasePath: string;
   stripPrefix: string | undefined;
@@ -143,11 +146,18 @@ async function admitKey(
       const rule = deps.routes.require(req.method ?? 'GET', path.path);
       route = rule.name; // before the scope check, so a refusal is counted on its rule
       deps.routes.checkScopes(principal, rule);
+      // The team filter before the quota (a refused filter costs none) and before the in-flight
+      // slot (a refusal here holds none).
+      const query = scopedQuery(principal, rule, path.query);
+      // The quota after the scope check (a forbidden request costs none) and before the
+      // in-flight slot (a refused request holds none); no limit, no store call.
+      const limit = deps.rateLimits.limitFor(principal);
+      const rate = limit === undefined ? undefined : await deps.rateLimits.take(principal, limit);
       target = {
         kind: 'forward',
         route: rule,
-        // Before the in-flight slot: a refusal here holds none.
-        upstreamPath: upstreamPath(deps, path.path) + scopedQuery(principal, rule, path.query),
+        upstreamPath: upstreamPath(deps, path.path) + query,
+        ...(rate !== undefined ? { rate } : {}),
       };
       release = deps.inflight.acquire(principal.account);
     }

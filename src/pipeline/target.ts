@@ -1,5 +1,6 @@
 import type { AdminTarget } from '../admin/admin-target.js';
 import type { AuthzTarget } from '../authz/authz-target.js';
+import type { RateDecision } from '../policy/rate-limiter.js';
 import type { Route } from '../policy/route-table.js';
 
 /** An upstream-bound request: the route rule that admitted it and the path the upstream sees. */
@@ -8,6 +9,8 @@ export interface ForwardTarget {
   readonly route: Route;
   /** Base path + the request path (stripPrefix removed) + the query string. */
   readonly upstreamPath: string;
+  /** The quota this request was counted against (RateLimit response fields); absent: none. */
+  readonly rate?: RateDecision;
 }
 
 /**

@@ -40,6 +40,8 @@ export function sameAccount(a: AccountRecord, b: AccountRecord): boolean {
     a.description === b.description &&
     a.disabled === b.disabled &&
     (a.managed ?? false) === (b.managed ?? false) &&
+    a.rateLimit?.requests === b.rateLimit?.requests &&
+    a.rateLimit?.perSeconds === b.rateLimit?.perSeconds &&
     a.createdAt === b.createdAt &&
     a.updatedAt === b.updatedAt
   );

@@ -14,6 +14,14 @@ export interface AccountRecord {
   readonly managed?: boolean;
   /** Data filters per kind (Kubecost filter language v2); absent or `{}` = not filtered. */
   readonly filters?: AccountFilters;
+  /** The account's own quota, over its role's default (DESIGN §16); absent: the default. */
+  readonly rateLimit?: AccountRateLimit;
+}
+
+/** An account's quota: at most `requests` per `perSeconds` (whole seconds, ≥ 1). */
+export interface AccountRateLimit {
+  readonly requests: number;
+  readonly perSeconds: number;
 }
 
 /**
@@ -41,6 +49,8 @@ export interface AccountChange {
   role?: string;
   description?: string;
   disabled?: boolean;
+  /** A new quota; null clears the account's own (its role's default applies again). */
+  rateLimit?: AccountRateLimit | null;
   updatedAt: number;
 }
 

@@ -1,4 +1,5 @@
 import type { Config } from '../config/schema.js';
+import type { RateLimiter } from '../policy/rate-limiter.js';
 import { FileKeyStore } from './file-key-store.js';
 import { type InvalidationBus, LocalInvalidationBus } from './invalidation-bus.js';
 import type { KeyStore } from './key-store.js';
@@ -23,6 +24,8 @@ export interface OpenStoreOptions {
 export interface OpenedStore {
   store: KeyStore;
   bus: InvalidationBus;
+  /** Redis: quotas counted on the same Redis, across replicas. File: none (counted in process). */
+  rateLimiter?: RateLimiter;
 }
 
 export async function openStore(
@@ -46,5 +49,5 @@ export async function openStore(
     }
     options.onConnectError?.(err);
   }
-  return { store, bus: store.createInvalidationBus() };
+  return { store, bus: store.createInvalidationBus(), rateLimiter: store.createRateLimiter() };
 }

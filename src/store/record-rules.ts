@@ -26,8 +26,12 @@ export function alreadyRotated(id: string): KeygateError {
 }
 
 export function applyAccountChange(account: AccountRecord, change: AccountChange): AccountRecord {
+  // null clears the override: the field goes, so the record reads as one that never had it.
+  const { rateLimit: _cleared, ...rest } = account;
+  const base = change.rateLimit === null ? rest : account;
   return {
-    ...account,
+    ...base,
+    ...(change.rateLimit ? { rateLimit: { ...change.rateLimit } } : {}),
     ...(change.role !== undefined ? { role: change.role } : {}),
     ...(change.description !== undefined ? { description: change.description } : {}),
     ...(change.disabled !== undefined ? { disabled: change.disabled } : {}),

@@ -4,6 +4,7 @@ import { HTTP_METHODS } from '../config/schema.js';
 import type { UpstreamFailure } from '../forward/upstream-errors.js';
 import type { ExpiryCount } from '../keys/key-expiry.js';
 import type { CacheEvent } from '../keys/verifier.js';
+import type { RateLimitResult } from '../policy/rate-limit-gate.js';
 import type { Operation } from '../store/instrumented-key-store.js';
 import { HotCounter, HotHistogram } from './hot-metrics.js';
 
@@ -109,6 +110,7 @@ export class Metrics {
   private readonly requestDuration: HotHistogram;
   private readonly upstreamDuration: HotHistogram;
   private readonly authDecisions: HotCounter;
+  private readonly rateLimitDecisions: HotCounter;
   private readonly cacheChild: (event: string) => CounterChild;
   private readonly storeErrorChild: (op: string) => CounterChild;
   private readonly upstreamErrorChild: (kind: string) => CounterChild;
@@ -155,6 +157,15 @@ export class Metrics {
       // prom-client's Registry reads only name, help, type and get() (see hot-metrics.ts).
       this.registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
     }
+    // On every forwarded request of a rate-limited account: a hot counter too.
+    this.rateLimitDecisions = new HotCounter(
+      'keygate_rate_limit_decisions_total',
+      'Quota checks of forwarded requests (DESIGN §16): allowed, limited (429), store_down_refused (503, rateLimitStoreDown: refuse), store_down_allowed (forwarded uncounted, rateLimitStoreDown: allow); by service account ("_all" with metrics.accountLabel off).',
+      ['result', 'account'],
+    );
+    this.registry.registerMetric(
+      this.rateLimitDecisions as unknown as Parameters<Registry['registerMetric']>[0],
+    );
     // A cache hit is counted on every request with a cached key: a hot counter too.
     const keyCacheEvents = new HotCounter(
       'keygate_key_cache_events_total',
@@ -285,6 +296,11 @@ export class Metrics {
     if (r.upstreamSeconds !== undefined)
       this.upstreamDuration.child(route).observe(r.upstreamSeconds);
     if (r.auth !== undefined) this.authDecisions.child(r.auth).inc();
+  }
+
+  /** A quota check's outcome (keygate_rate_limit_decisions_total). */
+  rateLimitDecided(result: RateLimitResult, account: string): void {
+    this.rateLimitDecisions.child(result, this.accountLabel(account)).inc();
   }
 
   /** A store operation failed because the store was unreachable. */

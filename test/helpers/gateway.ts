@@ -88,15 +88,20 @@ export interface GatewayOptions {
 /** Starts keygate in-process on port 0 with captured logs. */
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const logs = new LogSink();
-  const { store, bus } =
+  const { store, bus, rateLimiter } =
     options.store === undefined
       ? await openStore(options.config.store, { requireConnection: true })
-      : { store: options.store, bus: options.bus ?? new LocalInvalidationBus() };
+      : {
+          store: options.store,
+          bus: options.bus ?? new LocalInvalidationBus(),
+          rateLimiter: undefined,
+        };
   const app = createApp({
     config: options.config,
     store,
     bus,
     logDestination: logs,
+    ...(rateLimiter ? { rateLimiter } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.hasher ? { hasher: options.hasher } : {}),
   });

@@ -8,7 +8,10 @@ import type { KeyVerifier } from '../../src/keys/verifier.js';
 import { createRequestHandler } from '../../src/pipeline/handle-request.js';
 import { createProxyListener } from '../../src/pipeline/http-listener.js';
 import { InflightLimit } from '../../src/policy/inflight-limit.js';
+import { RateLimitGate } from '../../src/policy/rate-limit-gate.js';
+import { InProcessRateLimiter } from '../../src/policy/rate-limiter.js';
 import { RouteTable } from '../../src/policy/route-table.js';
+import { systemClock } from '../../src/shared/clock.js';
 import type { AccessEntry } from '../../src/telemetry/access-log.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
@@ -26,6 +29,7 @@ it('a stage that throws after admission: 500 internal_error, one access line, no
     role: 'reader',
     scopes: new Set(['read']),
     expiresAt: 0,
+    rateLimit: undefined,
   };
   const entries: AccessEntry[] = [];
   const metrics = new Metrics({});
@@ -53,6 +57,11 @@ it('a stage that throws after admission: 500 internal_error, one access line, no
     keyPrefix: 'kg',
     lastUsed: { mark: () => {} } as unknown as LastUsedRecorder,
     inflight: new InflightLimit(1),
+    rateLimits: new RateLimitGate(
+      new InProcessRateLimiter(systemClock),
+      { defaults: new Map(), storeDown: 'refuse' },
+      () => {},
+    ),
     isDraining: () => false,
     upstreamBasePath: '',
     stripPrefix: undefined,

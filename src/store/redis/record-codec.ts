@@ -1,4 +1,4 @@
-import type { AccountRecord, KeyRecord } from '../key-store.js';
+import type { AccountRateLimit, AccountRecord, KeyRecord } from '../key-store.js';
 
 // Records are Redis hashes of strings: numbers as decimal strings, booleans as "0"/"1",
 // a key's scopes as JSON ("" = the role's scopes). A hash missing its identifying fields
@@ -14,7 +14,19 @@ export function encodeAccount(a: AccountRecord): string[] {
     'created_at', String(a.createdAt),
     'updated_at', String(a.updatedAt),
     ...(a.managed === true ? ['managed', '1'] : []),
+    ...(a.rateLimit !== undefined ? ['rate_limit', encodeRateLimit(a.rateLimit)] : []),
   ];
+}
+
+/** "<requests>/<perSeconds>"; "" = none (an update clears the override by writing ""). */
+export function encodeRateLimit(limit: AccountRateLimit | null): string {
+  return limit === null ? '' : `${limit.requests}/${limit.perSeconds}`;
+}
+
+function decodeRateLimit(text: string | undefined): AccountRateLimit | undefined {
+  const match = /^(\d{1,10})\/(\d{1,10})$/.exec(text ?? '');
+  if (match === null) return undefined;
+  return { requests: Number(match[1]), perSeconds: Number(match[2]) };
 }
 
 export function decodeAccount(h: Record<string, string>): AccountRecord | null {
@@ -28,7 +40,12 @@ export function decodeAccount(h: Record<string, string>): AccountRecord | null {
     updatedAt: Number(h.updated_at ?? 0),
     // Only when set: records written before `keygate apply` existed decode exactly as before.
     ...(h.managed === '1' ? { managed: true } : {}),
+    ...optionalRateLimit(decodeRateLimit(h.rate_limit)),
   };
+}
+
+function optionalRateLimit(limit: AccountRateLimit | undefined): { rateLimit?: AccountRateLimit } {
+  return limit === undefined ? {} : { rateLimit: limit };
 }
 
 export function encodeKey(k: KeyRecord): string[] {

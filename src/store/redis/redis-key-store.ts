@@ -19,7 +19,14 @@ import {
   type RedisClient,
   type RedisConfig,
 } from './client.js';
-import { decodeAccount, decodeKey, encodeAccount, encodeKey } from './record-codec.js';
+import { RedisRateLimiter } from './rate-limit-script.js';
+import {
+  decodeAccount,
+  decodeKey,
+  encodeAccount,
+  encodeKey,
+  encodeRateLimit,
+} from './record-codec.js';
 import {
   defineScripts,
   type StoreScripts,
@@ -80,6 +87,11 @@ export class RedisKeyStore implements KeyStore {
       () => duplicateForSubscriber(this.client),
       `${this.prefix}events`,
     );
+  }
+
+  /** Per-account quotas counted on the same Redis, so every replica shares them (DESIGN §16). */
+  createRateLimiter(): RedisRateLimiter {
+    return new RedisRateLimiter(this.client, this.prefix);
   }
 
   /** Resolves once connected; rejects (without stopping reconnection) if the first try fails. */
@@ -171,6 +183,8 @@ export class RedisKeyStore implements KeyStore {
       if (change.role !== undefined) fields.push('role', change.role);
       if (change.description !== undefined) fields.push('description', change.description);
       if (change.disabled !== undefined) fields.push('disabled', change.disabled ? '1' : '0');
+      if (change.rateLimit !== undefined)
+        fields.push('rate_limit', encodeRateLimit(change.rateLimit));
       if ((await this.scripts.kgUpdateHash(this.accountKey(name), ...fields)) !== 1)
         throw missingAccount(name);
       const updated = decodeAccount(await this.client.hgetall(this.accountKey(name)));

@@ -143,6 +143,7 @@ const account = {
   disabled: false,
   created_at: 1,
   updated_at: 1,
+  rate_limit: null,
 };
 const keyMeta = {
   id: 'AbCdEfGhIjKl',

@@ -16,6 +16,7 @@ function principal(filters?: AccountFilters): Principal {
     role: 'reader',
     scopes: new Set(['read']),
     expiresAt: 0,
+    rateLimit: undefined,
     ...(filters === undefined ? {} : { filters }),
   };
 }
