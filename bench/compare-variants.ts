@@ -1,6 +1,6 @@
 /**
  * npm run bench:compare -- --variant base=dist-base/cli.js@info --variant new=dist/cli.js@info
- *   [--bare] [--scenarios a,c,d,e] [--rounds 6] [--seconds 3]
+ *   [--bare] [--scenarios a,c,d,e] [--rounds 6] [--seconds 3] [--extra 'name={"json":"config"}']
  *
  * A/B of keygate builds (or log levels) in ONE run: every variant is started side by side on
  * the same Redis and upstream, and short rounds alternate between them, so whatever else uses
@@ -9,7 +9,9 @@
  *
  * A variant is `name=<path to cli.js>@<log level>[:--node-flag,...]`; a copy of an older build (e.g.
  * `cp -r dist dist-base` before a change) keeps working from the repository root because
- * dist-* sits at the same depth as dist. `--bare` adds the bare forwarder.
+ * dist-* sits at the same depth as dist. `--bare` adds the bare forwarder. `--extra name=JSON`
+ * (repeatable) adds config to one variant: the same build with and without a setting, e.g.
+ * `--variant plain=dist/cli.js --variant rl=dist/cli.js --extra 'rl={"rateLimits":{…}}'`.
  * Prints idle RSS after start-up (before any request), CPU µs/req per scenario (user+system
  * from /proc, whole process incl. worker threads), and each variant's ratio to the first.
  */
@@ -34,6 +36,7 @@ import {
 const { values } = parseArgs({
   options: {
     variant: { type: 'string', multiple: true, default: [] },
+    extra: { type: 'string', multiple: true, default: [] },
     bare: { type: 'boolean', default: false },
     scenarios: { type: 'string', default: 'a' },
     rounds: { type: 'string', default: '6' },
@@ -59,6 +62,12 @@ const specs = (values.variant as string[]).map((v) => {
   };
 });
 if (specs.length === 0 && !values.bare) throw new Error('give at least one --variant');
+const extras = new Map<string, Record<string, unknown>>();
+for (const e of values.extra as string[]) {
+  const at = e.indexOf('=');
+  if (at < 1) throw new Error(`--extra name=JSON, got ${e}`);
+  extras.set(e.slice(0, at), JSON.parse(e.slice(at + 1)) as Record<string, unknown>);
+}
 
 const work = mkdtempSync(join(tmpdir(), 'keygate-compare-'));
 const redis = await RedisServer.start();
@@ -81,6 +90,7 @@ for (const spec of specs) {
     logLevel: spec.level,
     name: spec.name,
     nodeArgs: spec.nodeArgs,
+    ...(extras.has(spec.name) ? { extra: extras.get(spec.name) ?? {} } : {}),
   });
   config = started.config;
   systems.push({ name: spec.name, server: started.server });
