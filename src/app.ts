@@ -11,6 +11,7 @@ import type { Hasher } from './keys/hasher.js';
 import { KeyExpiryMonitor } from './keys/key-expiry.js';
 import { createKeyRuntime } from './keys/key-runtime.js';
 import type { KeyService } from './keys/key-service.js';
+import { KeyUseCounter, MAX_PENDING_KEY_USES } from './keys/key-use-counter.js';
 import { LastUsedRecorder } from './keys/last-used.js';
 import { createRequestHandler, type PipelineDeps } from './pipeline/handle-request.js';
 import { createProxyListener } from './pipeline/http-listener.js';
@@ -38,7 +39,7 @@ export interface AppDeps {
   upstream?: UpstreamClient;
   /** Where log lines go (tests capture them); stdout by default. Ignored when `logger` is given. */
   logDestination?: DestinationStream;
-  /** How often key last-use marks are written (tests shorten it). */
+  /** How often key last-use marks and request counts are written (tests shorten it). */
   lastUsedFlushMs?: number;
   /** A logger already in use (serve logs start-up before the app exists: one stream, in order). */
   logger?: Logger;
@@ -48,6 +49,8 @@ export interface App {
   readonly server: Server;
   readonly opsServer: Server;
   readonly lastUsed: LastUsedRecorder;
+  /** Per-key request counts; flush() writes what is pending now. */
+  readonly keyUses: KeyUseCounter;
   /** Refreshes keygate_keys_expiring every ops.keyExpiryRefresh; refresh() runs one scan now. */
   readonly keyExpiry: KeyExpiryMonitor;
   readonly metrics: Metrics;
@@ -116,6 +119,15 @@ export function createApp(deps: AppDeps): App {
       logger.warn({ err: String(err) }, 'could not record key last-use times; will retry'),
   });
   lastUsed.start();
+  const keyUses = new KeyUseCounter({
+    store,
+    flushMs: deps.lastUsedFlushMs ?? 5000,
+    maxPendingKeys: MAX_PENDING_KEY_USES,
+    onError: (err) =>
+      logger.warn({ err: String(err) }, 'could not record key request counts; will retry'),
+    onDropped: (requests) => metrics.keyUsesDropped(requests),
+  });
+  keyUses.start();
   const readiness = new Readiness(store, metrics);
   // keygate_keys_expiring: a scan of all keys every ops.keyExpiryRefresh, off the request path.
   const keyExpiry = new KeyExpiryMonitor({
@@ -163,6 +175,7 @@ export function createApp(deps: AppDeps): App {
     keyPrefix: config.keys.prefix,
     keys,
     lastUsed,
+    keyUses,
     isDraining: () => readiness.draining,
     inflight,
   };
@@ -221,6 +234,7 @@ export function createApp(deps: AppDeps): App {
       upstreamCredential?.close();
       await upstream.close();
       await lastUsed.close();
+      await keyUses.close();
       await runtime.close();
       await store.close();
       if (opsServer.listening)
@@ -243,6 +257,7 @@ export function createApp(deps: AppDeps): App {
     opsServer,
     keys,
     lastUsed,
+    keyUses,
     keyExpiry,
     metrics,
     reload,
