@@ -30,7 +30,16 @@ export function expiringKeyTable(items: Array<KeyView & { account: string }>): v
   );
 }
 
-const KEY_COLUMNS = ['ID', 'STATUS', 'DESCRIPTION', 'SCOPES', 'CREATED', 'EXPIRES', 'LAST USED', 'REQUESTS'];
+const KEY_COLUMNS = [
+  'ID',
+  'STATUS',
+  'DESCRIPTION',
+  'SCOPES',
+  'CREATED',
+  'EXPIRES',
+  'LAST USED',
+  'REQUESTS',
+];
 
 function keyRow(k: KeyView): string[] {
   return [

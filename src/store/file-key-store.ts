@@ -161,7 +161,9 @@ export class FileKeyStore implements KeyStore {
 
   /** One write of the file per call (per flush), and none when no key named exists. */
   async addKeyUses(uses: ReadonlyArray<{ id: string; count: number }>): Promise<void> {
-    const changes = uses.filter(({ id, count }) => count > 0 && own(this.doc.keys, id) !== undefined);
+    const changes = uses.filter(
+      ({ id, count }) => count > 0 && own(this.doc.keys, id) !== undefined,
+    );
     if (changes.length === 0) return;
     await this.mutate((doc) => {
       for (const { id, count } of changes) {

@@ -257,7 +257,7 @@ export class Metrics {
     // the store (keys list). Only what the bounded counter could not hold is counted here.
     this.keyUsesDroppedCounter = new Counter({
       name: 'keygate_key_uses_dropped_total',
-      help: 'Admitted requests not added to their key\'s request_count: more distinct keys were used between two flushes than the counter holds.',
+      help: "Admitted requests not added to their key's request_count: more distinct keys were used between two flushes than the counter holds.",
       registers,
     });
     new Gauge({

@@ -116,7 +116,8 @@ export class MemoryKeyStore implements KeyStore {
     this.check();
     for (const { id, count } of uses) {
       const key = this.keys.get(id);
-      if (key && count > 0) this.keys.set(id, { ...key, requestCount: (key.requestCount ?? 0) + count });
+      if (key && count > 0)
+        this.keys.set(id, { ...key, requestCount: (key.requestCount ?? 0) + count });
     }
   }
   async ping(): Promise<void> {

@@ -1,7 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../src/config/load.js';
 import { adminClient } from '../helpers/admin-client.js';
 import { runCli, writeTempConfig } from '../helpers/cli.js';
 import { type Gateway, startGateway, TEST_ROUTES, testConfig } from '../helpers/gateway.js';
@@ -139,5 +142,37 @@ describe('request counts per key on the file store', () => {
     expect((await get(second, team.key)).status).toBe(200);
     await second.app.keyUses.flush();
     expect((await second.store.getKey(team.id))?.requestCount).toBe(11);
+  });
+});
+
+describe('request counts per key in authz mode', () => {
+  it('an allowed decision counts, a denied one does not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keygate-uses-authz-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const config = parseConfig(
+      stringify({
+        mode: 'authz',
+        listen: { host: '127.0.0.1', port: 0 },
+        store: { type: 'file', file: { path: join(dir, 'keys.json') } },
+        routes: TEST_ROUTES,
+        log: { level: 'info' },
+      }),
+      'authz-uses',
+    );
+    const gw = await startGateway({ config });
+    onTestFinished(() => gw.close());
+    const dash = await gw.issue('dash', 'reader');
+    // The data plane's endpoint, not the admin API: asked directly, not through `send`.
+    const ask = async (target: string) => {
+      const res = await request(`${gw.url}/_keygate/authz${target}`, {
+        headers: { 'x-api-key': dash.key },
+      });
+      await res.body.dump();
+      return res.statusCode;
+    };
+    expect(await ask('/model/allocation')).toBe(200);
+    expect(await ask('/model/etl/run')).toBe(403);
+    await gw.app.keyUses.flush();
+    expect((await gw.store.getKey(dash.id))?.requestCount).toBe(1);
   });
 });
