@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { KeyUseCounter } from '../../../src/keys/key-use-counter.js';
+import { Metrics } from '../../../src/telemetry/metrics.js';
 import { aKey, anAccount } from '../../helpers/key-store-contract.js';
 import { MemoryKeyStore } from '../../helpers/memory-key-store.js';
 
@@ -173,5 +174,25 @@ describe('KeyUseCounter', () => {
     await counter.flush();
     expect(store.keys.has(a.id)).toBe(false);
     expect(await store.getKey(a.id)).toBeNull();
+  });
+
+  it('drops are one counter in /metrics, and no series names a key', async () => {
+    const store = new MemoryKeyStore();
+    await store.createAccount(anAccount());
+    const keys = [aKey(), aKey(), aKey()];
+    for (const k of keys) await store.createKey(k);
+    const metrics = new Metrics({ accountLabel: true, credentialReloads: false });
+    const counter = new KeyUseCounter({
+      store,
+      flushMs: 60_000,
+      maxPendingKeys: 1,
+      onDropped: (n) => metrics.keyUsesDropped(n),
+    });
+    expect(await metrics.render()).toMatch(/^keygate_key_uses_dropped_total 0$/m);
+    for (const k of keys) counter.count(k.id);
+    await counter.close();
+    const text = await metrics.render();
+    expect(text).toMatch(/^keygate_key_uses_dropped_total 2$/m);
+    for (const k of keys) expect(text).not.toContain(k.id);
   });
 });
