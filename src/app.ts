@@ -11,6 +11,7 @@ import type { Hasher } from './keys/hasher.js';
 import { KeyExpiryMonitor } from './keys/key-expiry.js';
 import { createKeyRuntime } from './keys/key-runtime.js';
 import type { KeyService } from './keys/key-service.js';
+import { KeyUseCounter, MAX_PENDING_KEY_USES } from './keys/key-use-counter.js';
 import { LastUsedRecorder } from './keys/last-used.js';
 import { createRequestHandler, type PipelineDeps } from './pipeline/handle-request.js';
 import { createProxyListener } from './pipeline/http-listener.js';
@@ -42,7 +43,7 @@ export interface AppDeps {
   logDestination?: DestinationStream;
   /** Counts per-account quotas; openStore's for Redis. Default: in process, on `clock`. */
   rateLimiter?: RateLimiter;
-  /** How often key last-use marks are written (tests shorten it). */
+  /** How often key last-use marks and request counts are written (tests shorten it). */
   lastUsedFlushMs?: number;
   /** A logger already in use (serve logs start-up before the app exists: one stream, in order). */
   logger?: Logger;
@@ -52,6 +53,8 @@ export interface App {
   readonly server: Server;
   readonly opsServer: Server;
   readonly lastUsed: LastUsedRecorder;
+  /** Per-key request counts; flush() writes what is pending now. */
+  readonly keyUses: KeyUseCounter;
   /** Refreshes keygate_keys_expiring every ops.keyExpiryRefresh; refresh() runs one scan now. */
   readonly keyExpiry: KeyExpiryMonitor;
   readonly metrics: Metrics;
@@ -120,6 +123,15 @@ export function createApp(deps: AppDeps): App {
       logger.warn({ err: String(err) }, 'could not record key last-use times; will retry'),
   });
   lastUsed.start();
+  const keyUses = new KeyUseCounter({
+    store,
+    flushMs: deps.lastUsedFlushMs ?? 5000,
+    maxPendingKeys: MAX_PENDING_KEY_USES,
+    onError: (err) =>
+      logger.warn({ err: String(err) }, 'could not record key request counts; will retry'),
+    onDropped: (requests) => metrics.keyUsesDropped(requests),
+  });
+  keyUses.start();
   const readiness = new Readiness(store, metrics);
   // keygate_keys_expiring: a scan of all keys every ops.keyExpiryRefresh, off the request path.
   const keyExpiry = new KeyExpiryMonitor({
@@ -173,6 +185,7 @@ export function createApp(deps: AppDeps): App {
     keyPrefix: config.keys.prefix,
     keys,
     lastUsed,
+    keyUses,
     isDraining: () => readiness.draining,
     inflight,
     rateLimits,
@@ -233,6 +246,7 @@ export function createApp(deps: AppDeps): App {
       upstreamCredential?.close();
       await upstream.close();
       await lastUsed.close();
+      await keyUses.close();
       await runtime.close();
       await store.close();
       if (opsServer.listening)
@@ -255,6 +269,7 @@ export function createApp(deps: AppDeps): App {
     opsServer,
     keys,
     lastUsed,
+    keyUses,
     keyExpiry,
     metrics,
     reload,

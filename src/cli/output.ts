@@ -30,7 +30,16 @@ export function expiringKeyTable(items: Array<KeyView & { account: string }>): v
   );
 }
 
-const KEY_COLUMNS = ['ID', 'STATUS', 'DESCRIPTION', 'SCOPES', 'CREATED', 'EXPIRES', 'LAST USED'];
+const KEY_COLUMNS = [
+  'ID',
+  'STATUS',
+  'DESCRIPTION',
+  'SCOPES',
+  'CREATED',
+  'EXPIRES',
+  'LAST USED',
+  'REQUESTS',
+];
 
 function keyRow(k: KeyView): string[] {
   return [
@@ -41,6 +50,7 @@ function keyRow(k: KeyView): string[] {
     time(k.created_at),
     k.expires_at === 0 ? 'never' : time(k.expires_at),
     k.last_used_at === 0 ? 'never' : time(k.last_used_at),
+    String(k.request_count),
   ];
 }
 

@@ -60,6 +60,7 @@ const keyView = z.looseObject({
   revoked_at: z.number(),
   replaced_by: z.string(),
   status: z.enum(['active', 'rotating', 'expired', 'revoked']),
+  request_count: z.number(),
 });
 const issuedKey = z.looseObject({
   id: z.string(),

@@ -101,6 +101,8 @@ export interface KeyView {
   revoked_at: number;
   replaced_by: string;
   status: KeyStatus;
+  /** Requests admitted with the key, summed over replicas; written every few seconds. */
+  request_count: number;
 }
 
 /** The only time the key itself exists outside the caller's hands. */
@@ -568,6 +570,7 @@ export class KeyService {
       revoked_at: key.revokedAt,
       replaced_by: key.replacedBy,
       status: keyStatus(key, this.now()),
+      request_count: key.requestCount ?? 0,
     };
   }
 

@@ -1,4 +1,5 @@
 import { type Clock, unixSeconds } from '../shared/clock.js';
+import { PeriodicFlush } from '../shared/periodic-flush.js';
 import type { KeyStore } from '../store/key-store.js';
 
 export interface LastUsedOptions {
@@ -19,14 +20,14 @@ export interface LastUsedOptions {
 export class LastUsedRecorder {
   private readonly lastMarked = new Map<string, number>();
   private pending = new Map<string, number>();
-  private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> | undefined;
+  private readonly flusher: PeriodicFlush;
 
-  constructor(private readonly options: LastUsedOptions) {}
+  constructor(private readonly options: LastUsedOptions) {
+    this.flusher = new PeriodicFlush(() => this.write(), options.flushMs);
+  }
 
   start(): void {
-    this.timer ??= setInterval(() => void this.flush(), this.options.flushMs);
-    this.timer.unref();
+    this.flusher.start();
   }
 
   mark(keyId: string): void {
@@ -39,16 +40,11 @@ export class LastUsedRecorder {
 
   /** Writes what is pending; failed writes are kept for the next flush. */
   flush(): Promise<void> {
-    this.flushing ??= this.write().finally(() => {
-      this.flushing = undefined;
-    });
-    return this.flushing;
+    return this.flusher.flush();
   }
 
-  async close(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.flush();
+  close(): Promise<void> {
+    return this.flusher.close();
   }
 
   private async write(): Promise<void> {

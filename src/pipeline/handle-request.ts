@@ -19,6 +19,8 @@ export interface PipelineDeps extends AdmitDeps, DispatchDeps {
   accessLog: AccessLog;
   /** While draining, responses close their connection so clients reconnect elsewhere. */
   isDraining: () => boolean;
+  /** Per-key request counts (KeyUseCounter): a map update, written off the request path. */
+  keyUses: { count(keyId: string): void };
 }
 
 export interface RequestPipeline {
@@ -63,6 +65,10 @@ export function createRequestHandler(
       exchange.settle(admission, undefined);
       return;
     }
+    // Counted once admitted (forwarded, or answered by the admin API or authz), whatever the
+    // answer: refusals after verification (scope, route, limits) are not uses of the key and
+    // are visible, by code, in keygate_requests_total and the access log.
+    deps.keyUses.count(admission.principal.keyId);
     if (!exchange.hold(admission.release)) {
       // The client left while it was being admitted: there is nobody to dispatch for.
       exchange.settle(admission, LEFT);

@@ -159,6 +159,21 @@ export class FileKeyStore implements KeyStore {
     });
   }
 
+  /** One write of the file per call (per flush), and none when no key named exists. */
+  async addKeyUses(uses: ReadonlyArray<{ id: string; count: number }>): Promise<void> {
+    const changes = uses.filter(
+      ({ id, count }) => count > 0 && own(this.doc.keys, id) !== undefined,
+    );
+    if (changes.length === 0) return;
+    await this.mutate((doc) => {
+      for (const { id, count } of changes) {
+        // Looked up again: the key may have been deleted while earlier writes were queued.
+        const key = own(doc.keys, id);
+        if (key) doc.keys[id] = { ...key, requestCount: (key.requestCount ?? 0) + count };
+      }
+    });
+  }
+
   async ping(): Promise<void> {
     if (this.closed) throw new KeygateError('store_unavailable', 'key store is closed');
     // Another process holds the file now: this replica must leave the rotation.

@@ -43,6 +43,11 @@ export interface KeyRecord {
   readonly replacedBy: string;
   /** Bumped by every write to the record: writes are compare-and-set on it. */
   readonly generation: number;
+  /**
+   * Requests admitted with this key, as added by `addKeyUses` (absent: none yet). Like
+   * lastUsedAt it has its own path: no other write sets it, and it does not move `generation`.
+   */
+  readonly requestCount?: number;
 }
 
 export interface AccountChange {
@@ -103,6 +108,11 @@ export interface KeyStore {
   applyAccounts(batch: AccountsBatch): Promise<void>;
   /** Raises last_used_at to the given times; never lowers it, never recreates a deleted key. */
   touchKeys(uses: ReadonlyArray<{ id: string; lastUsedAt: number }>): Promise<void>;
+  /**
+   * Adds each count (requests admitted, integers >= 1) to the key's requestCount; never
+   * recreates a deleted key (a missing id is skipped). Replicas add their own counts: they sum.
+   */
+  addKeyUses(uses: ReadonlyArray<{ id: string; count: number }>): Promise<void>;
   /** Resolves when the store answers; rejects with store_unavailable otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

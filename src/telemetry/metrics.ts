@@ -120,6 +120,7 @@ export class Metrics {
   private readonly configReloadChild: (result: string) => CounterChild;
   private readonly configReloadSuccess: Gauge;
   private readonly configReloadSuccessAt: Gauge;
+  private readonly keyUsesDroppedCounter: Counter;
 
   constructor(options: MetricsOptions) {
     this.perAccount = options.accountLabel ?? true;
@@ -263,6 +264,13 @@ export class Metrics {
       registers,
     });
     this.configReloadSuccessAt.set(Date.now() / 1000);
+    // No per-key series for request counts (one per key is unbounded cardinality): they live in
+    // the store (keys list). Only what the bounded counter could not hold is counted here.
+    this.keyUsesDroppedCounter = new Counter({
+      name: 'keygate_key_uses_dropped_total',
+      help: "Admitted requests not added to their key's request_count: more distinct keys were used between two flushes than the counter holds.",
+      registers,
+    });
     new Gauge({
       name: 'keygate_build_info',
       help: 'Always 1; the labels say which keygate version runs on which Node.js.',
@@ -341,6 +349,11 @@ export class Metrics {
       this.configReloadSuccess.set(1);
       if (result === 'ok') this.configReloadSuccessAt.set(atSeconds);
     }
+  }
+
+  /** Requests the per-key request counter could not hold (keygate_key_uses_dropped_total). */
+  keyUsesDropped(requests: number): void {
+    this.keyUsesDroppedCounter.inc(requests);
   }
 
   /**

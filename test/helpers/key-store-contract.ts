@@ -212,6 +212,66 @@ export function describeKeyStoreContract(name: string, create: () => Promise<Con
       expect((await h.store.getKey(key.id))?.generation).toBe(1);
     });
 
+    it('addKeyUses adds to request counts, ignores missing keys, survives a reopen and leaves the generation alone', async () => {
+      await h.store.createAccount(anAccount());
+      const key = aKey();
+      await h.store.createKey(key);
+      expect((await h.store.getKey(key.id))?.requestCount ?? 0).toBe(0);
+      await h.store.addKeyUses([
+        { id: key.id, count: 3 },
+        { id: 'nosuchkey000', count: 5 },
+      ]);
+      // Another replica (Redis) adds its own counts: they sum.
+      const other = await h.reopen();
+      await other.addKeyUses([{ id: key.id, count: 4 }]);
+      expect((await other.getKey(key.id))?.requestCount).toBe(7);
+      expect((await other.listKeys('ci'))[0]?.requestCount).toBe(7);
+      expect(await other.getKey('nosuchkey000')).toBeNull();
+      // Usage is not a change of the key: it does not disturb compare-and-set.
+      expect((await other.getKey(key.id))?.generation).toBe(1);
+    });
+
+    it('addKeyUses never recreates a deleted key', async () => {
+      await h.store.createAccount(anAccount());
+      const key = aKey();
+      await h.store.createKey(key);
+      await h.store.deleteAccount('ci');
+      await h.store.addKeyUses([{ id: key.id, count: 2 }]);
+      expect(await h.store.getKey(key.id)).toBeNull();
+      // Nothing of the record is left behind: the same id can be created afresh (a leftover
+      // hash holding only request_count would make this a conflict on Redis), with no count.
+      await h.store.createAccount(anAccount());
+      await h.store.createKey(key);
+      expect((await h.store.getKey(key.id))?.requestCount ?? 0).toBe(0);
+    });
+
+    it('a request count survives every other write of the key: update, rotation, apply', async () => {
+      await h.store.createAccount(anAccount({ managed: true }));
+      const key = aKey();
+      await h.store.createKey(key);
+      await h.store.addKeyUses([{ id: key.id, count: 2 }]);
+      const updated = await h.store.updateKey(key.id, 1, { expiresAt: 4_000_000_000 });
+      expect(updated.requestCount).toBe(2);
+      // The batch was planned from a record holding 2; uses added since must not be undone.
+      const planned = (await h.store.getKey(key.id)) as KeyRecord;
+      await h.store.addKeyUses([{ id: key.id, count: 5 }]);
+      await h.store.applyAccounts({
+        createAccounts: [],
+        updateAccounts: [],
+        deleteAccounts: [],
+        createKeys: [],
+        updateKeys: [{ expected: planned, change: { description: 'renamed' } }],
+      });
+      expect(await h.store.getKey(key.id)).toMatchObject({
+        description: 'renamed',
+        requestCount: 7,
+      });
+      const next = aKey();
+      await h.store.rotateKey(key.id, 3, next, 4_000_000_000);
+      expect((await h.store.getKey(key.id))?.requestCount).toBe(7);
+      expect((await h.store.getKey(next.id))?.requestCount ?? 0).toBe(0);
+    });
+
     it('applyAccounts writes a whole batch: creates, updates, key changes, deletions; survives a reopen', async () => {
       const managed = anAccount({ name: 'gone', managed: true });
       const kept = anAccount({ name: 'kept', managed: true });

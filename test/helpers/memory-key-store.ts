@@ -112,6 +112,14 @@ export class MemoryKeyStore implements KeyStore {
       if (key && lastUsedAt > key.lastUsedAt) this.keys.set(id, { ...key, lastUsedAt });
     }
   }
+  async addKeyUses(uses: ReadonlyArray<{ id: string; count: number }>): Promise<void> {
+    this.check();
+    for (const { id, count } of uses) {
+      const key = this.keys.get(id);
+      if (key && count > 0)
+        this.keys.set(id, { ...key, requestCount: (key.requestCount ?? 0) + count });
+    }
+  }
   async ping(): Promise<void> {
     this.check();
   }

@@ -65,7 +65,7 @@ it('keygate keys list --expiring 7d lists the expiring keys of every account, so
   expect(res.code, res.stderr).toBe(0);
   const lines = res.stdout.trim().split('\n');
   expect(lines[0]).toMatch(
-    /^ACCOUNT\s+ID\s+STATUS\s+DESCRIPTION\s+SCOPES\s+CREATED\s+EXPIRES\s+LAST USED$/,
+    /^ACCOUNT\s+ID\s+STATUS\s+DESCRIPTION\s+SCOPES\s+CREATED\s+EXPIRES\s+LAST USED\s+REQUESTS$/,
   );
   expect(lines).toHaveLength(3);
   expect(lines[1]).toContain(ids.idle);

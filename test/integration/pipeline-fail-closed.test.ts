@@ -56,6 +56,7 @@ it('a stage that throws after admission: 500 internal_error, one access line, no
     metrics,
     keyPrefix: 'kg',
     lastUsed: { mark: () => {} } as unknown as LastUsedRecorder,
+    keyUses: { count: () => {} },
     inflight: new InflightLimit(1),
     rateLimits: new RateLimitGate(
       new InProcessRateLimiter(systemClock),

@@ -79,5 +79,7 @@ export function decodeKey(h: Record<string, string>): KeyRecord | null {
     lastUsedAt: Number(h.last_used_at ?? 0),
     replacedBy: h.replaced_by ?? '',
     generation: Number(h.generation ?? 0),
+    // Written only by addKeyUses (HINCRBY), never by encodeKey: no other write can reset it.
+    ...(h.request_count === undefined ? {} : { requestCount: Number(h.request_count) }),
   };
 }

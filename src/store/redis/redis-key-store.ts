@@ -424,6 +424,18 @@ export class RedisKeyStore implements KeyStore {
     });
   }
 
+  addKeyUses(uses: ReadonlyArray<{ id: string; count: number }>): Promise<void> {
+    return guard(async () => {
+      // As touchKeys: one script per key (keys live on different slots in a cluster), sent
+      // together in one pipeline per node by auto-pipelining: one round trip per flush.
+      await Promise.all(
+        uses
+          .filter(({ count }) => Number.isSafeInteger(count) && count > 0)
+          .map(({ id, count }) => this.scripts.kgAddKeyUses(this.keyKey(id), String(count))),
+      );
+    });
+  }
+
   private async compareAndSet(
     id: string,
     expectedGeneration: number,

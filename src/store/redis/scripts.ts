@@ -30,6 +30,13 @@ if tonumber(ARGV[1]) > tonumber(current) then
 end
 return 0`;
 
+// Adds to a key's request count; like TOUCH_KEY, never recreates a deleted (or expired) record:
+// HINCRBY alone would make a hash holding nothing but request_count.
+const ADD_KEY_USES = `
+if redis.call('HEXISTS', KEYS[1], 'id') == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'request_count', ARGV[1])
+return 1`;
+
 // Updates fields of an existing hash only.
 const UPDATE_HASH = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -46,6 +53,7 @@ export interface StoreScripts {
   kgCreateHash(key: string, ...fieldsAndValues: string[]): Promise<number>;
   kgUpdateKey(key: string, ...args: string[]): Promise<number>;
   kgTouchKey(key: string, lastUsedAt: string): Promise<number>;
+  kgAddKeyUses(key: string, count: string): Promise<number>;
   kgUpdateHash(key: string, ...fieldsAndValues: string[]): Promise<number>;
 }
 
@@ -54,6 +62,7 @@ export function defineScripts(client: RedisClient): StoreScripts {
   client.defineCommand('kgCreateHash', { numberOfKeys: 1, lua: CREATE_HASH });
   client.defineCommand('kgUpdateKey', { numberOfKeys: 1, lua: UPDATE_KEY });
   client.defineCommand('kgTouchKey', { numberOfKeys: 1, lua: TOUCH_KEY });
+  client.defineCommand('kgAddKeyUses', { numberOfKeys: 1, lua: ADD_KEY_USES });
   client.defineCommand('kgUpdateHash', { numberOfKeys: 1, lua: UPDATE_HASH });
   // defineCommand adds the methods at run time; ioredis cannot type them.
   return client as unknown as StoreScripts;

@@ -155,6 +155,7 @@ const keyMeta = {
   revoked_at: 0,
   replaced_by: '',
   status: 'active',
+  request_count: 7,
 };
 const json = { 'content-type': 'application/json' };
 const answer = (over: Partial<AdminAnswer>): AdminAnswer => ({
@@ -202,6 +203,19 @@ describe('the admin answer checker', () => {
     [
       'a key with an unknown status',
       { text: JSON.stringify({ ...account, keys: [{ ...keyMeta, status: 'gone' }] }) },
+    ],
+    [
+      'a key without its request count',
+      {
+        text: JSON.stringify({
+          ...account,
+          keys: [{ ...keyMeta, request_count: undefined }],
+        }),
+      },
+    ],
+    [
+      'a negative request count',
+      { text: JSON.stringify({ ...account, keys: [{ ...keyMeta, request_count: -1 }] }) },
     ],
     ['an undocumented status', { status: 418, text: error(400, 'bad_request') }],
     ['a success on a method the path does not serve', { method: 'PUT', status: 200 }],

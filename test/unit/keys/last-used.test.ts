@@ -60,4 +60,27 @@ describe('LastUsedRecorder', () => {
     await recorder.close();
     expect(store.keys.get(key.id)?.lastUsedAt).toBeGreaterThan(0);
   });
+
+  it('close writes marks made while a flush was in flight (shutdown loses none)', async () => {
+    const { store, key, clock, recorder } = await setup();
+    const other = aKey();
+    await store.createKey(other);
+    let release: () => void = () => {};
+    const touch = store.touchKeys.bind(store);
+    let calls = 0;
+    store.touchKeys = async (uses) => {
+      if (calls++ === 0)
+        await new Promise<void>((resolve) => {
+          release = resolve;
+        });
+      return touch(uses);
+    };
+    recorder.mark(key.id);
+    void recorder.flush();
+    recorder.mark(other.id); // after the in-flight flush took its batch
+    const closing = recorder.close();
+    release();
+    await closing;
+    expect(store.keys.get(other.id)?.lastUsedAt).toBe(clock.seconds);
+  });
 });
