@@ -15,18 +15,32 @@ import { nullProtoRecord } from '../shared/null-proto-record.js';
 import openapi from './openapi.json' with { type: 'json' };
 import { readJsonBody } from './read-json-body.js';
 
+/**
+ * The shape only (known kinds, string values: `filters.Allocation: unknown field`);
+ * KeyService.checkFilters checks each expression, for the CLI and apply too.
+ */
+const filtersBody = z.strictObject({
+  allocation: z.string().optional(),
+  assets: z.string().optional(),
+  cloudCost: z.string().optional(),
+});
 const createAccountBody = z.strictObject({
   name: z.string(),
   role: z.string(),
   description: z.string().optional(),
+  filters: filtersBody.optional(),
 });
 const updateAccountBody = z
   .strictObject({
     role: z.string().optional(),
     description: z.string().optional(),
     disabled: z.boolean().optional(),
+    filters: filtersBody.optional(),
   })
-  .refine((b) => Object.keys(b).length > 0, 'expected at least one of role, description, disabled');
+  .refine(
+    (b) => Object.keys(b).length > 0,
+    'expected at least one of role, description, disabled, filters',
+  );
 const createKeyBody = z.strictObject({
   description: z.string(),
   expires_at: z
@@ -298,6 +312,14 @@ export async function handleAdmin(
     if (!(err instanceof AdminMethodError)) throw err;
     res.setHeader('allow', err.allow.join(', '));
     throw err.error;
+  }
+  // A filtered account sees only its team's data; any admin call (a key for an unfiltered
+  // account, removing its own filters) would escape that bound, which no scope check can see.
+  if (principal.filters !== undefined) {
+    throw new KeygateError(
+      'insufficient_scope',
+      "this key's service account is filtered (team-scoped); the admin API is not available to it",
+    );
   }
   const answer = await hit.route.handle({
     req,

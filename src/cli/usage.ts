@@ -2,10 +2,14 @@ export const USAGE = `usage: keygate <command> [options]
 
   serve                                        run the proxy
   config check [FILE]                          validate a config file and exit
-  accounts create NAME --role ROLE [--description TEXT]
+  accounts create NAME --role ROLE [--description TEXT] [--filter KIND=EXPR]...
   accounts list
-  accounts show NAME                           the account and its keys
+  accounts show NAME                           the account, its filters and its keys
   accounts update NAME [--role ROLE] [--description TEXT] [--disable | --enable]
+                  [--filter KIND=EXPR]... [--clear-filters]
+                                               --filter sets the account's Kubecost filter (v2) for
+                                               KIND (allocation, assets, cloudCost), KIND= removes it;
+                                               e.g. --filter allocation='namespace:"team-a"'
   accounts delete NAME                         deletes the account and all its keys
   keys create ACCOUNT [--description TEXT] [--expires-in 90d | --expires-at TIME] [--scopes a,b]
   keys list ACCOUNT

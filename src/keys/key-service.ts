@@ -5,6 +5,13 @@ import { isEmptyBatch } from '../store/accounts-batch.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
 import {
+  type AccountFilters,
+  checkFilters,
+  copyFilters,
+  isFiltered,
+  sameFilters,
+} from './account-filters.js';
+import {
   ACCOUNT_NAME,
   MAX_DESCRIPTION,
   MAX_EXPIRES_AT,
@@ -79,6 +86,8 @@ export interface AccountView {
   disabled: boolean;
   created_at: number;
   updated_at: number;
+  /** Always present: `{}` when the account is not filtered. */
+  filters: AccountFilters;
 }
 
 export type KeyStatus = 'active' | 'rotating' | 'expired' | 'revoked';
@@ -110,12 +119,16 @@ export interface CreateAccountInput {
   name: string;
   role: string;
   description?: string | undefined;
+  /** Checked by checkFilters (so of any shape from a client); absent = not filtered. */
+  filters?: unknown;
 }
 
 export interface UpdateAccountInput {
   role?: string | undefined;
   description?: string | undefined;
   disabled?: boolean | undefined;
+  /** Replaces the whole set; `{}` clears it. Checked by checkFilters. */
+  filters?: unknown;
 }
 
 export interface CreateKeyInput {
@@ -165,6 +178,7 @@ export class KeyService {
     return this.audited(actor, 'account.create', input.name, async () => {
       checkName(input.name);
       this.checkRole(input.role);
+      const filters = input.filters === undefined ? undefined : checkFilters(input.filters);
       this.bound(actor, this.roleScopes(input.role), `role "${input.role}"`);
       const now = this.now();
       const account: AccountRecord = {
@@ -174,6 +188,7 @@ export class KeyService {
         disabled: false,
         createdAt: now,
         updatedAt: now,
+        ...(isFiltered(filters) ? { filters } : {}),
       };
       await this.deps.store.createAccount(account);
       return accountView(account);
@@ -199,6 +214,7 @@ export class KeyService {
       if (input.role !== undefined) this.checkRole(input.role);
       const description =
         input.description === undefined ? undefined : checkDescription(input.description, false);
+      const filters = input.filters === undefined ? undefined : checkFilters(input.filters);
       const before = await this.requireAccount(name);
       if (input.role !== undefined) {
         this.bound(actor, this.roleScopes(input.role), `role "${input.role}"`);
@@ -215,10 +231,16 @@ export class KeyService {
         ...(input.role !== undefined ? { role: input.role } : {}),
         ...(description !== undefined ? { description } : {}),
         ...(input.disabled !== undefined ? { disabled: input.disabled } : {}),
+        ...(filters !== undefined ? { filters } : {}),
         updatedAt: this.now(),
       });
-      // A role change or a disable can take rights away: every replica must forget what it cached.
-      if (updated.role !== before.role || updated.disabled !== before.disabled) {
+      // A role change or a disable can take rights away, and a cached principal carries the
+      // filters it was verified with: every replica must forget what it cached.
+      if (
+        updated.role !== before.role ||
+        updated.disabled !== before.disabled ||
+        !sameFilters(updated.filters, before.filters)
+      ) {
         await this.deps.invalidate({ kind: 'account', name });
       }
       return accountView(updated);
@@ -571,6 +593,7 @@ function accountView(a: AccountRecord): AccountView {
     disabled: a.disabled,
     created_at: a.createdAt,
     updated_at: a.updatedAt,
+    filters: copyFilters(a.filters),
   };
 }
 

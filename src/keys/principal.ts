@@ -1,3 +1,5 @@
+import type { AccountFilters } from './account-filters.js';
+
 /** Who a verified key speaks for: what the policy and the identity headers need, no secrets. */
 export interface Principal {
   readonly keyId: string;
@@ -6,4 +8,6 @@ export interface Principal {
   readonly scopes: ReadonlySet<string>;
   /** Unix seconds; 0 = never. */
   readonly expiresAt: number;
+  /** The account's data filters (frozen), or undefined when it sees every team's data. */
+  readonly filters: AccountFilters | undefined;
 }

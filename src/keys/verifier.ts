@@ -5,6 +5,7 @@ import { ownEntry } from '../shared/null-proto-record.js';
 import { TtlCache } from '../shared/ttl-cache.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { KeyRecord } from '../store/key-store.js';
+import { principalFilters } from './account-filters.js';
 import {
   DEFAULT_FAILURE_BUDGET,
   FailureBudget,
@@ -285,6 +286,7 @@ export class KeyVerifier {
       role: account.role,
       scopes: effectiveScopes(ownEntry(this.roles, account.role) ?? [], record),
       expiresAt: record.expiresAt,
+      filters: principalFilters(account.filters),
     };
     return { principal, expiresAt: record.expiresAt };
   }

@@ -1,3 +1,5 @@
+import type { AccountFilters } from '../keys/account-filters.js';
+
 /** A service account as stored. Times are Unix seconds. */
 export interface AccountRecord {
   readonly name: string;
@@ -11,6 +13,8 @@ export interface AccountRecord {
    * by, an accounts file. Absent on accounts made by hand.
    */
   readonly managed?: boolean;
+  /** Data filters per kind (DESIGN §16); absent = not filtered. Never stored as `{}`. */
+  readonly filters?: AccountFilters;
 }
 
 /**
@@ -38,6 +42,8 @@ export interface AccountChange {
   role?: string;
   description?: string;
   disabled?: boolean;
+  /** Replaces the whole set; `{}` clears it. */
+  filters?: AccountFilters;
   updatedAt: number;
 }
 

@@ -1,4 +1,5 @@
 import { KeygateError } from '../errors.js';
+import { copyFilters, isFiltered } from '../keys/account-filters.js';
 import type { AccountChange, AccountRecord, KeyChange, KeyRecord } from './key-store.js';
 
 /** The write rules every store applies, in one place; Redis applies the same ones in Lua. */
@@ -26,8 +27,16 @@ export function alreadyRotated(id: string): KeygateError {
 }
 
 export function applyAccountChange(account: AccountRecord, change: AccountChange): AccountRecord {
+  // Filters replace the whole set; none is stored as no field at all, never as `{}`.
+  const { filters: _replaced, ...rest } = account;
+  const base =
+    change.filters === undefined
+      ? account
+      : isFiltered(change.filters)
+        ? { ...rest, filters: copyFilters(change.filters) }
+        : rest;
   return {
-    ...account,
+    ...base,
     ...(change.role !== undefined ? { role: change.role } : {}),
     ...(change.description !== undefined ? { description: change.description } : {}),
     ...(change.disabled !== undefined ? { disabled: change.disabled } : {}),

@@ -26,6 +26,7 @@ it('a stage that throws after admission: 500 internal_error, one access line, no
     role: 'reader',
     scopes: new Set(['read']),
     expiresAt: 0,
+    filters: undefined,
   };
   const entries: AccessEntry[] = [];
   const metrics = new Metrics({});

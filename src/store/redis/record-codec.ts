@@ -1,3 +1,4 @@
+import { decodeFilters, encodeFilters } from '../../keys/account-filters.js';
 import type { AccountRecord, KeyRecord } from '../key-store.js';
 
 // Records are Redis hashes of strings: numbers as decimal strings, booleans as "0"/"1",
@@ -14,11 +15,14 @@ export function encodeAccount(a: AccountRecord): string[] {
     'created_at', String(a.createdAt),
     'updated_at', String(a.updatedAt),
     ...(a.managed === true ? ['managed', '1'] : []),
+    // Always written ("" = none): apply's HSET of a whole record must clear removed filters.
+    'filters', encodeFilters(a.filters),
   ];
 }
 
 export function decodeAccount(h: Record<string, string>): AccountRecord | null {
   if (h.name === undefined || h.role === undefined) return null;
+  const filters = decodeFilters(h.filters);
   return {
     name: h.name,
     role: h.role,
@@ -28,6 +32,8 @@ export function decodeAccount(h: Record<string, string>): AccountRecord | null {
     updatedAt: Number(h.updated_at ?? 0),
     // Only when set: records written before `keygate apply` existed decode exactly as before.
     ...(h.managed === '1' ? { managed: true } : {}),
+    // Records written before filters existed have no field: not filtered, as before.
+    ...(filters === undefined ? {} : { filters }),
   };
 }
 

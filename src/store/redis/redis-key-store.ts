@@ -1,5 +1,6 @@
 import { Cluster } from 'ioredis';
 import { KeygateError } from '../../errors.js';
+import { encodeFilters } from '../../keys/account-filters.js';
 import {
   type AccountsBatch,
   type BatchKeyChange,
@@ -171,6 +172,7 @@ export class RedisKeyStore implements KeyStore {
       if (change.role !== undefined) fields.push('role', change.role);
       if (change.description !== undefined) fields.push('description', change.description);
       if (change.disabled !== undefined) fields.push('disabled', change.disabled ? '1' : '0');
+      if (change.filters !== undefined) fields.push('filters', encodeFilters(change.filters));
       if ((await this.scripts.kgUpdateHash(this.accountKey(name), ...fields)) !== 1)
         throw missingAccount(name);
       const updated = decodeAccount(await this.client.hgetall(this.accountKey(name)));

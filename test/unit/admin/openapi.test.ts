@@ -143,6 +143,7 @@ const account = {
   disabled: false,
   created_at: 1,
   updated_at: 1,
+  filters: {},
 };
 const keyMeta = {
   id: 'AbCdEfGhIjKl',

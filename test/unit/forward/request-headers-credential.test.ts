@@ -16,6 +16,7 @@ const principal: Principal = {
   role: 'reader',
   scopes: new Set(['read']),
   expiresAt: 0,
+  filters: undefined,
 };
 const SECRET = 'keygate-upstream-credential-value-0001';
 registerSecret(SECRET, 'upstream credential');

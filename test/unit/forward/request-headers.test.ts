@@ -20,6 +20,7 @@ const principal: Principal = {
   role: 'reader',
   scopes: new Set(['read']),
   expiresAt: 0,
+  filters: undefined,
 };
 
 function builder(

@@ -33,6 +33,7 @@ const principal = (scopes: string[]): Principal => ({
   role: 'r',
   scopes: new Set(scopes),
   expiresAt: 0,
+  filters: undefined,
 });
 
 describe('RouteTable', () => {
