@@ -21,11 +21,21 @@ const rateLimitBody = z
   .nullable()
   .optional()
   .transform((l) => (l == null ? l : { requests: l.requests, perSeconds: l.per_seconds }));
+/**
+ * The shape only (known kinds, string values: `filters.Allocation: unknown field`);
+ * KeyService.checkFilters checks each expression, for the CLI and apply too.
+ */
+const filtersBody = z.strictObject({
+  allocation: z.string().optional(),
+  assets: z.string().optional(),
+  cloudCost: z.string().optional(),
+});
 const createAccountBody = z.strictObject({
   name: z.string(),
   role: z.string(),
   description: z.string().optional(),
   rate_limit: rateLimitBody,
+  filters: filtersBody.optional(),
 });
 const updateAccountBody = z
   .strictObject({
@@ -33,10 +43,11 @@ const updateAccountBody = z
     description: z.string().optional(),
     disabled: z.boolean().optional(),
     rate_limit: rateLimitBody,
+    filters: filtersBody.optional(),
   })
   .refine(
     (b) => Object.keys(b).length > 0,
-    'expected at least one of role, description, disabled, rate_limit',
+    'expected at least one of role, description, disabled, rate_limit, filters',
   );
 const createKeyBody = z.strictObject({
   description: z.string(),
@@ -310,6 +321,15 @@ export async function handleAdmin(
     if (!(err instanceof AdminMethodError)) throw err;
     res.setHeader('allow', err.allow.join(', '));
     throw err.error;
+  }
+  // A filtered account sees only its team's data; any admin call (a key for an unfiltered
+  // account, removing its own filters) would escape that bound, which no scope check can see.
+  // admit refuses it first (filter_required); this is the same answer, kept beside the handlers.
+  if (principal.filters !== undefined) {
+    throw new KeygateError(
+      'filter_required',
+      "this key's service account is filtered (team-scoped); the admin API is not available to it",
+    );
   }
   const answer = await hit.route.handle({
     req,

@@ -3,6 +3,7 @@ import type { KeyManagement } from '../keys/key-management.js';
 import type { Actor } from '../keys/key-service.js';
 import type { AccountRateLimit } from '../store/key-store.js';
 import { need, str, UsageError, type Values } from './args.js';
+import { editFilters, filterEdits, filterKinds, filterLines } from './filter-options.js';
 import { keyTable, printJson, table, time } from './output.js';
 
 /** `keygate accounts create|list|show|update|delete`. */
@@ -19,11 +20,15 @@ export async function accountsCommand(
       const role = str(values.role);
       if (role === undefined) throw new UsageError('accounts create needs --role ROLE');
       const rateLimit = rateLimitOption(values);
+      if (values['clear-filters'])
+        throw new UsageError('--clear-filters is for accounts update (a new account has none)');
+      const edits = filterEdits(values);
       const account = await keys.createAccount(actor, {
         name,
         role,
         description: str(values.description),
         ...(rateLimit ? { rateLimit } : {}),
+        ...(edits.length > 0 ? { filters: editFilters({}, edits) } : {}),
       });
       if (values.json) printJson(account);
       else console.error(`created service account "${account.name}" with role ${account.role}`);
@@ -35,11 +40,12 @@ export async function accountsCommand(
       if (values.json) printJson({ items });
       else
         table(
-          ['NAME', 'ROLE', 'DISABLED', 'CREATED', 'DESCRIPTION'],
+          ['NAME', 'ROLE', 'DISABLED', 'FILTERS', 'CREATED', 'DESCRIPTION'],
           items.map((a) => [
             a.name,
             a.role,
             a.disabled ? 'yes' : 'no',
+            filterKinds(a.filters),
             time(a.created_at),
             a.description,
           ]),
@@ -56,7 +62,8 @@ export async function accountsCommand(
       console.log(
         `name: ${account.name}\nrole: ${account.role}\ndisabled: ${account.disabled ? 'yes' : 'no'}\n` +
           `description: ${account.description}\nrate limit: ${formatRateLimit(account.rate_limit)}\n` +
-          `created: ${time(account.created_at)}\nupdated: ${time(account.updated_at)}\n`,
+          `created: ${time(account.created_at)}\nupdated: ${time(account.updated_at)}\n` +
+          `${filterLines(account.filters)}\n`,
       );
       keyTable(account.keys);
       return 0;
@@ -65,18 +72,28 @@ export async function accountsCommand(
       const [name] = need(
         args,
         1,
-        'accounts update NAME [--role R] [--description D] [--disable|--enable]',
+        'accounts update NAME [--role R] [--description D] [--disable|--enable] [--filter KIND=EXPR]... [--clear-filters]',
       ) as [string];
       if (values.disable && values.enable) throw new UsageError('use either --disable or --enable');
+      const edits = filterEdits(values);
+      // The API replaces the whole set, so editing some kinds starts from what is stored now
+      // (a read, then the write: a concurrent edit of the same account's filters may be lost;
+      // --clear-filters with every --filter wanted sets them all in one write).
+      const filters = values['clear-filters']
+        ? editFilters({}, edits)
+        : edits.length > 0
+          ? editFilters((await keys.getAccount(actor, name)).filters, edits)
+          : undefined;
       const change = {
         role: str(values.role),
         description: str(values.description),
         disabled: values.disable ? true : values.enable ? false : undefined,
         rateLimit: rateLimitOption(values),
+        filters,
       };
       if (Object.values(change).every((v) => v === undefined)) {
         throw new UsageError(
-          'accounts update needs --role, --description, --disable, --enable or --rate-limit',
+          'accounts update needs --role, --description, --disable, --enable, --rate-limit, --filter or --clear-filters',
         );
       }
       const account = await keys.updateAccount(actor, name, change);

@@ -22,15 +22,18 @@ export const OPTIONS = {
   'dry-run': { type: 'boolean' },
   prune: { type: 'boolean' },
   offline: { type: 'boolean' },
+  // accounts create|update: `--filter KIND=EXPR`, once per kind (filter-options.ts).
+  filter: { type: 'string', multiple: true },
+  'clear-filters': { type: 'boolean' },
   disable: { type: 'boolean' },
   enable: { type: 'boolean' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export type Values = Partial<Record<keyof typeof OPTIONS, string | boolean>>;
+export type Values = Partial<Record<keyof typeof OPTIONS, string | boolean | string[]>>;
 
-export function str(value: string | boolean | undefined): string | undefined {
+export function str(value: string | boolean | string[] | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 

@@ -1,6 +1,7 @@
 import { request } from 'undici';
 import { z } from 'zod';
 import { ERROR_STATUS, type ErrorCode, KeygateError } from '../errors.js';
+import { type AccountFilters, copyFilters } from '../keys/account-filters.js';
 import { isValidKeyId } from '../keys/key-format.js';
 import type { KeyManagement } from '../keys/key-management.js';
 import {
@@ -37,6 +38,16 @@ const MAX_MESSAGE = 500;
 
 // Loose objects: the answer is printed as the server sent it (--json), as local mode prints
 // KeyService's values, and a newer server's extra field is no reason to refuse.
+// An older server sends no filters (it has none); any kind this client does not know is left
+// out of what it prints rather than refusing the whole answer.
+const accountFilters = z
+  .object({
+    allocation: z.string().optional(),
+    assets: z.string().optional(),
+    cloudCost: z.string().optional(),
+  })
+  .optional()
+  .transform((f): AccountFilters => copyFilters(f === undefined ? undefined : stripUndefined(f)));
 const accountView = z.looseObject({
   name: z.string(),
   role: z.string(),
@@ -49,6 +60,7 @@ const accountView = z.looseObject({
     .looseObject({ requests: z.number(), per_seconds: z.number() })
     .nullable()
     .default(null),
+  filters: accountFilters,
 });
 const keyView = z.looseObject({
   id: z.string(),
@@ -178,6 +190,7 @@ export class RemoteKeyManagement implements KeyManagement {
       role: input.role,
       ...(input.description === undefined ? {} : { description: input.description }),
       ...rateLimitBody(input.rateLimit),
+      ...(input.filters === undefined ? {} : { filters: input.filters }),
     });
   }
 
@@ -195,6 +208,7 @@ export class RemoteKeyManagement implements KeyManagement {
       ...(input.description === undefined ? {} : { description: input.description }),
       ...(input.disabled === undefined ? {} : { disabled: input.disabled }),
       ...rateLimitBody(input.rateLimit),
+      ...(input.filters === undefined ? {} : { filters: input.filters }),
     });
   }
 
@@ -389,6 +403,15 @@ export function parseAnswer<T>(
     return throwError(new KeygateError(error.data.error, message || error.data.error));
   }
   throw notApi(`HTTP ${status} ${describeType(contentType)}`);
+}
+
+/** zod's optional fields are `string | undefined`; AccountFilters leaves unset kinds out. */
+function stripUndefined(f: { [K in keyof AccountFilters]?: string | undefined }): AccountFilters {
+  const out: AccountFilters = {};
+  if (f.allocation !== undefined) out.allocation = f.allocation;
+  if (f.assets !== undefined) out.assets = f.assets;
+  if (f.cloudCost !== undefined) out.cloudCost = f.cloudCost;
+  return out;
 }
 
 function throwError(err: Error): never {

@@ -3,12 +3,17 @@ export const USAGE = `usage: keygate <command> [options]
   serve                                        run the proxy
   config check [FILE]                          validate a config file and exit
   accounts create NAME --role ROLE [--description TEXT] [--rate-limit 100/1m]
+                       [--filter KIND=EXPR]...
   accounts list
-  accounts show NAME                           the account and its keys
+  accounts show NAME                           the account, its filters and its keys
   accounts update NAME [--role ROLE] [--description TEXT] [--disable | --enable]
                        [--rate-limit 100/1m | --rate-limit none]
                                                the account's own quota (N/duration) over its
                                                role's default; none: the default again
+                  [--filter KIND=EXPR]... [--clear-filters]
+                                               --filter sets the account's Kubecost filter (v2) for
+                                               KIND (allocation, assets, cloudCost), KIND= removes it;
+                                               e.g. --filter allocation='namespace:"team-a"'
   accounts delete NAME                         deletes the account and all its keys
   keys create ACCOUNT [--description TEXT] [--expires-in 90d | --expires-at TIME] [--scopes a,b]
   keys list ACCOUNT

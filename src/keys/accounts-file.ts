@@ -1,6 +1,7 @@
 import { parseDocument, YAMLError } from 'yaml';
 import { KeygateError } from '../errors.js';
 import { ownEntry } from '../shared/null-proto-record.js';
+import { type AccountFilters, checkFilters } from './account-filters.js';
 import { containsKey, isValidKeyId } from './key-format.js';
 
 /**
@@ -25,6 +26,8 @@ export interface DesiredAccount {
   role: string;
   description: string;
   disabled: boolean;
+  /** `{}` = not filtered (the file is the truth: filters left out are removed). */
+  filters: AccountFilters;
   keys: DesiredKey[];
 }
 
@@ -66,7 +69,7 @@ export const HASH_BOUNDS = {
 const PHC =
   /^\$argon2id\$v=19\$m=(\d{1,10}),t=(\d{1,10}),p=(\d{1,10})\$([A-Za-z0-9+/]{11,86})\$([A-Za-z0-9+/]{22,86})$/;
 
-const ACCOUNT_FIELDS = ['name', 'role', 'description', 'disabled', 'keys'] as const;
+const ACCOUNT_FIELDS = ['name', 'role', 'description', 'disabled', 'filters', 'keys'] as const;
 const KEY_FIELDS = ['id', 'hash', 'description', 'expires_at', 'scopes'] as const;
 
 function refuse(path: string, message: string): KeygateError {
@@ -205,6 +208,8 @@ export function validateAccounts(raw: unknown, context: AccountsFileContext): De
       );
     const disabled = field(entry, 'disabled') ?? false;
     if (typeof disabled !== 'boolean') throw refuse(`${path}.disabled`, 'expected true or false');
+    // The admin API's own check, so a file is refused exactly where the API would refuse it.
+    const filters = checkFilters(field(entry, 'filters') ?? {}, `${path}.filters`);
     const keyList = field(entry, 'keys') ?? [];
     if (!Array.isArray(keyList)) throw refuse(`${path}.keys`, 'expected a list');
     if (keyList.length > MAX_KEYS_PER_ACCOUNT)
@@ -217,6 +222,7 @@ export function validateAccounts(raw: unknown, context: AccountsFileContext): De
       role,
       description: description(field(entry, 'description'), `${path}.description`),
       disabled,
+      filters,
       keys,
     };
   });

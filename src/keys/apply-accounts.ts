@@ -2,6 +2,7 @@ import { KeygateError } from '../errors.js';
 import type { AccountsBatch, BatchKeyChange } from '../store/accounts-batch.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
+import { copyFilters, isFiltered, sameFilters } from './account-filters.js';
 import type { DesiredAccount, DesiredKey } from './accounts-file.js';
 
 /** One line of apply's diff; `diff` names each changed field with its old and new value. */
@@ -79,6 +80,7 @@ export async function planAccounts(
         createdAt: now,
         updatedAt: now,
         managed: true,
+        ...(isFiltered(want.filters) ? { filters: copyFilters(want.filters) } : {}),
       };
       plan.batch.createAccounts.push(account);
       plan.changes.push({
@@ -88,20 +90,38 @@ export async function planAccounts(
           { field: 'role', from: null, to: want.role },
           { field: 'description', from: null, to: want.description },
           { field: 'disabled', from: null, to: want.disabled },
+          // Only when set: an unfiltered account's line reads as it did before filters existed.
+          ...(isFiltered(want.filters)
+            ? [{ field: 'filters', from: null, to: copyFilters(want.filters) }]
+            : []),
         ],
       });
       plan.grants.push({ what: `account "${want.name}"`, scopes: null, role: want.role });
     } else {
       const diff = (['role', 'description', 'disabled'] as const)
         .filter((f) => stored[f] !== want[f])
-        .map((f) => ({ field: f, from: stored[f], to: want[f] }));
+        .map((f): { field: string; from: unknown; to: unknown } => ({
+          field: f,
+          from: stored[f],
+          to: want[f],
+        }));
+      if (!sameFilters(stored.filters, want.filters)) {
+        diff.push({
+          field: 'filters',
+          from: copyFilters(stored.filters),
+          to: copyFilters(want.filters),
+        });
+      }
       if (diff.length > 0) {
+        const { filters: _replaced, ...unfiltered } = stored;
+        // A filters change also goes through the invalidation below: cached principals carry them.
         const next: AccountRecord = {
-          ...stored,
+          ...unfiltered,
           role: want.role,
           description: want.description,
           disabled: want.disabled,
           updatedAt: now,
+          ...(isFiltered(want.filters) ? { filters: copyFilters(want.filters) } : {}),
         };
         plan.batch.updateAccounts.push({ expected: stored, next });
         plan.changes.push({ action: 'account.update', account: want.name, diff });

@@ -5,6 +5,13 @@ import { isEmptyBatch } from '../store/accounts-batch.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { AccountRateLimit, AccountRecord, KeyRecord, KeyStore } from '../store/key-store.js';
 import {
+  type AccountFilters,
+  checkFilters,
+  copyFilters,
+  isFiltered,
+  sameFilters,
+} from './account-filters.js';
+import {
   checkRateLimit,
   type RateLimitView,
   rateLimitView,
@@ -87,6 +94,8 @@ export interface AccountView {
   updated_at: number;
   /** The account's own quota; null: its role's default from config applies (DESIGN §16). */
   rate_limit: RateLimitView | null;
+  /** Always present: `{}` when the account is not filtered. */
+  filters: AccountFilters;
 }
 
 export type KeyStatus = 'active' | 'rotating' | 'expired' | 'revoked';
@@ -121,6 +130,8 @@ export interface CreateAccountInput {
   role: string;
   description?: string | undefined;
   rateLimit?: AccountRateLimit | null | undefined;
+  /** Checked by checkFilters (so of any shape from a client); absent = not filtered. */
+  filters?: unknown;
 }
 
 export interface UpdateAccountInput {
@@ -129,6 +140,8 @@ export interface UpdateAccountInput {
   disabled?: boolean | undefined;
   /** null clears the account's own quota. */
   rateLimit?: AccountRateLimit | null | undefined;
+  /** Replaces the whole set; `{}` clears it. Checked by checkFilters. */
+  filters?: unknown;
 }
 
 export interface CreateKeyInput {
@@ -178,6 +191,7 @@ export class KeyService {
     return this.audited(actor, 'account.create', input.name, async () => {
       checkName(input.name);
       this.checkRole(input.role);
+      const filters = input.filters === undefined ? undefined : checkFilters(input.filters);
       this.bound(actor, this.roleScopes(input.role), `role "${input.role}"`);
       const now = this.now();
       const rateLimit = input.rateLimit == null ? undefined : checkRateLimit(input.rateLimit);
@@ -189,6 +203,7 @@ export class KeyService {
         createdAt: now,
         updatedAt: now,
         ...(rateLimit !== undefined ? { rateLimit } : {}),
+        ...(isFiltered(filters) ? { filters } : {}),
       };
       await this.deps.store.createAccount(account);
       return accountView(account);
@@ -215,6 +230,7 @@ export class KeyService {
       const description =
         input.description === undefined ? undefined : checkDescription(input.description, false);
       const rateLimit = input.rateLimit == null ? input.rateLimit : checkRateLimit(input.rateLimit);
+      const filters = input.filters === undefined ? undefined : checkFilters(input.filters);
       const before = await this.requireAccount(name);
       if (input.role !== undefined) {
         this.bound(actor, this.roleScopes(input.role), `role "${input.role}"`);
@@ -232,14 +248,16 @@ export class KeyService {
         ...(description !== undefined ? { description } : {}),
         ...(input.disabled !== undefined ? { disabled: input.disabled } : {}),
         ...(rateLimit !== undefined ? { rateLimit } : {}),
+        ...(filters !== undefined ? { filters } : {}),
         updatedAt: this.now(),
       });
-      // A role change or a disable can take rights away: every replica must forget what it cached.
-      // A quota lives in the cached principal too: a change applies on every replica at once.
+      // A role change or a disable can take rights away, and a cached principal carries the
+      // quota and the filters it was verified with: every replica must forget what it cached.
       if (
         updated.role !== before.role ||
         updated.disabled !== before.disabled ||
-        !sameRateLimit(updated.rateLimit, before.rateLimit)
+        !sameRateLimit(updated.rateLimit, before.rateLimit) ||
+        !sameFilters(updated.filters, before.filters)
       ) {
         await this.deps.invalidate({ kind: 'account', name });
       }
@@ -595,6 +613,7 @@ function accountView(a: AccountRecord): AccountView {
     created_at: a.createdAt,
     updated_at: a.updatedAt,
     rate_limit: rateLimitView(a.rateLimit),
+    filters: copyFilters(a.filters),
   };
 }
 

@@ -8,11 +8,8 @@ export interface Principal {
   readonly scopes: ReadonlySet<string>;
   /** Unix seconds; 0 = never. */
   readonly expiresAt: number;
-  /**
-   * The account's data filters (DESIGN §16), frozen; undefined or `{}` = not filtered. Optional
-   * here so principals built elsewhere (tests) need not name it.
-   */
-  readonly filters?: AccountFilters | undefined;
+  /** The account's data filters (frozen), or undefined when it sees every team's data. */
+  readonly filters: AccountFilters | undefined;
   /** The account's own quota (DESIGN §16); undefined: its role's default from config, if any. */
   readonly rateLimit: { readonly requests: number; readonly perSeconds: number } | undefined;
 }

@@ -5,6 +5,7 @@ import { ownEntry } from '../shared/null-proto-record.js';
 import { TtlCache } from '../shared/ttl-cache.js';
 import type { Invalidation } from '../store/invalidation-bus.js';
 import type { KeyRecord } from '../store/key-store.js';
+import { principalFilters } from './account-filters.js';
 import {
   DEFAULT_FAILURE_BUDGET,
   FailureBudget,
@@ -285,7 +286,7 @@ export class KeyVerifier {
       role: account.role,
       scopes: effectiveScopes(ownEntry(this.roles, account.role) ?? [], record),
       expiresAt: record.expiresAt,
-      filters: account.filters && Object.freeze({ ...account.filters }),
+      filters: principalFilters(account.filters),
       rateLimit: account.rateLimit,
     };
     return { principal, expiresAt: record.expiresAt };

@@ -1,4 +1,5 @@
 import { KeygateError } from '../errors.js';
+import { sameFilters } from '../keys/account-filters.js';
 import type { AccountRecord, KeyRecord } from './key-store.js';
 
 /** Fields `keygate apply` may change on a key it keeps (its hash never changes). */
@@ -42,6 +43,7 @@ export function sameAccount(a: AccountRecord, b: AccountRecord): boolean {
     (a.managed ?? false) === (b.managed ?? false) &&
     a.rateLimit?.requests === b.rateLimit?.requests &&
     a.rateLimit?.perSeconds === b.rateLimit?.perSeconds &&
+    sameFilters(a.filters, b.filters) &&
     a.createdAt === b.createdAt &&
     a.updatedAt === b.updatedAt
   );

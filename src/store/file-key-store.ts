@@ -1,6 +1,7 @@
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { KeygateError } from '../errors.js';
+import { decodeFilters } from '../keys/account-filters.js';
 import { type NullProtoRecord, nullProtoRecord } from '../shared/null-proto-record.js';
 import { type AccountsBatch, applyBatchToTables, type RecordTable } from './accounts-batch.js';
 import { LeaseLock, type LeaseOptions, StoreLockedError } from './file-lease-lock.js';
@@ -267,6 +268,10 @@ async function readDocument(path: string): Promise<Document> {
     doc.keys === null
   ) {
     throw new Error(`${path} is not a keygate store file (version 1)`);
+  }
+  // A filtered account read back as unfiltered would see every team's data: refuse to open.
+  for (const account of Object.values(doc.accounts)) {
+    if (account?.filters !== undefined) decodeFilters(JSON.stringify(account.filters));
   }
   // JSON.parse makes "__proto__" an own key; Object.entries carries it over as one.
   return {

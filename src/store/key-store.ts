@@ -1,4 +1,5 @@
 import type { AccountFilters } from '../keys/account-filters.js';
+
 /** A service account as stored. Times are Unix seconds. */
 export interface AccountRecord {
   readonly name: string;
@@ -12,7 +13,7 @@ export interface AccountRecord {
    * by, an accounts file. Absent on accounts made by hand.
    */
   readonly managed?: boolean;
-  /** Data filters per kind (Kubecost filter language v2); absent or `{}` = not filtered. */
+  /** Data filters per kind (DESIGN §16); absent = not filtered. Never stored as `{}`. */
   readonly filters?: AccountFilters;
   /** The account's own quota, over its role's default (DESIGN §16); absent: the default. */
   readonly rateLimit?: AccountRateLimit;
@@ -56,6 +57,8 @@ export interface AccountChange {
   disabled?: boolean;
   /** A new quota; null clears the account's own (its role's default applies again). */
   rateLimit?: AccountRateLimit | null;
+  /** Replaces the whole set; `{}` clears it. */
+  filters?: AccountFilters;
   updatedAt: number;
 }
 

@@ -1,4 +1,5 @@
 import { KeygateError } from '../errors.js';
+import { copyFilters, isFiltered } from '../keys/account-filters.js';
 import type { AccountChange, AccountRecord, KeyChange, KeyRecord } from './key-store.js';
 
 /** The write rules every store applies, in one place; Redis applies the same ones in Lua. */
@@ -26,12 +27,15 @@ export function alreadyRotated(id: string): KeygateError {
 }
 
 export function applyAccountChange(account: AccountRecord, change: AccountChange): AccountRecord {
-  // null clears the override: the field goes, so the record reads as one that never had it.
-  const { rateLimit: _cleared, ...rest } = account;
-  const base = change.rateLimit === null ? rest : account;
+  // Filters replace the whole set; none is stored as no field at all, never as `{}`. A null
+  // rateLimit clears the override. A cleared field goes, so the record reads as one that never had it.
+  const { filters, rateLimit, ...base } = account;
+  const keptFilters = change.filters === undefined ? filters : change.filters;
+  const keptRate = change.rateLimit === undefined ? rateLimit : change.rateLimit;
   return {
     ...base,
-    ...(change.rateLimit ? { rateLimit: { ...change.rateLimit } } : {}),
+    ...(isFiltered(keptFilters) ? { filters: copyFilters(keptFilters) } : {}),
+    ...(keptRate ? { rateLimit: { ...keptRate } } : {}),
     ...(change.role !== undefined ? { role: change.role } : {}),
     ...(change.description !== undefined ? { description: change.description } : {}),
     ...(change.disabled !== undefined ? { disabled: change.disabled } : {}),

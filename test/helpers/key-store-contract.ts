@@ -345,6 +345,84 @@ export function describeKeyStoreContract(name: string, create: () => Promise<Con
       expect((await h.store.getKey(key.id))?.revokedAt).toBe(0);
     });
 
+    it('keeps filters: created, replaced, cleared (no field left), across a reopen', async () => {
+      // Hostile-looking but valid text: quotes, commas, brackets, a backslash, unicode.
+      const filters = {
+        allocation: 'namespace:"team-a","team-b"+label[app]:"ünï\\"',
+        cloudCost: 'provider:"aws"',
+      };
+      const account = anAccount({ filters });
+      await h.store.createAccount(account);
+      await h.store.createAccount(anAccount({ name: 'other', filters: { assets: 'cluster:"c"' } }));
+      expect(await h.store.getAccount('ci')).toEqual(account);
+      const replaced = await h.store.updateAccount('ci', {
+        filters: { assets: 'cluster:"c1"' },
+        updatedAt: 1_800_000_000,
+      });
+      expect(replaced.filters).toEqual({ assets: 'cluster:"c1"' });
+      // Other changes leave the filters alone.
+      const described = await h.store.updateAccount('ci', {
+        description: 'd',
+        updatedAt: 1_800_000_001,
+      });
+      expect(described.filters).toEqual({ assets: 'cluster:"c1"' });
+      const cleared = await h.store.updateAccount('ci', { filters: {}, updatedAt: 1_800_000_002 });
+      const { filters: _f, ...unfiltered } = account;
+      expect(cleared).toStrictEqual({ ...unfiltered, description: 'd', updatedAt: 1_800_000_002 });
+      for (const store of [h.store, await h.reopen()]) {
+        expect(await store.getAccount('ci')).toStrictEqual(cleared);
+        expect((await store.getAccount('other'))?.filters).toEqual({ assets: 'cluster:"c"' });
+        expect((await store.listAccounts()).map((a) => a.filters)).toEqual([
+          undefined,
+          { assets: 'cluster:"c"' },
+        ]);
+      }
+    });
+
+    it('applyAccounts sets and removes filters, and a filters change makes a batch stale', async () => {
+      const account = anAccount({
+        name: 'a',
+        managed: true,
+        filters: { allocation: 'namespace:"x"' },
+      });
+      const b = anAccount({ name: 'b', managed: true, filters: { assets: 'cluster:"c"' } });
+      await h.store.createAccount(account);
+      await h.store.createAccount(b);
+      const { filters: _f, ...unfiltered } = account;
+      // Someone changed b's filters by hand since a plan read it: that batch is refused whole.
+      await h.store.updateAccount('b', {
+        filters: { assets: 'cluster:"d"' },
+        updatedAt: b.updatedAt,
+      });
+      await expectCode(
+        h.store.applyAccounts({
+          createAccounts: [],
+          updateAccounts: [{ expected: b, next: { ...b, disabled: true } }],
+          deleteAccounts: [],
+          createKeys: [],
+          updateKeys: [],
+        }),
+        'conflict',
+      );
+      expect((await h.store.getAccount('b'))?.disabled).toBe(false);
+      await h.store.applyAccounts({
+        createAccounts: [
+          anAccount({ name: 'c', managed: true, filters: { cloudCost: 'provider:"gcp"' } }),
+        ],
+        updateAccounts: [{ expected: account, next: { ...unfiltered, updatedAt: 1_700_000_100 } }],
+        deleteAccounts: [],
+        createKeys: [],
+        updateKeys: [],
+      });
+      for (const store of [h.store, await h.reopen()]) {
+        expect(await store.getAccount('a')).toStrictEqual({
+          ...unfiltered,
+          updatedAt: 1_700_000_100,
+        });
+        expect((await store.getAccount('c'))?.filters).toEqual({ cloudCost: 'provider:"gcp"' });
+      }
+    });
+
     it('answers ping while healthy', async () => {
       await expect(h.store.ping()).resolves.toBeUndefined();
     });

@@ -30,6 +30,7 @@ it('a stage that throws after admission: 500 internal_error, one access line, no
     scopes: new Set(['read']),
     expiresAt: 0,
     rateLimit: undefined,
+    filters: undefined,
   };
   const entries: AccessEntry[] = [];
   const metrics = new Metrics({});

@@ -1,3 +1,4 @@
+import { decodeFilters, encodeFilters } from '../../keys/account-filters.js';
 import type { AccountRateLimit, AccountRecord, KeyRecord } from '../key-store.js';
 
 // Records are Redis hashes of strings: numbers as decimal strings, booleans as "0"/"1",
@@ -15,6 +16,8 @@ export function encodeAccount(a: AccountRecord): string[] {
     'updated_at', String(a.updatedAt),
     ...(a.managed === true ? ['managed', '1'] : []),
     ...(a.rateLimit !== undefined ? ['rate_limit', encodeRateLimit(a.rateLimit)] : []),
+    // Always written ("" = none): apply's HSET of a whole record must clear removed filters.
+    'filters', encodeFilters(a.filters),
   ];
 }
 
@@ -31,6 +34,7 @@ function decodeRateLimit(text: string | undefined): AccountRateLimit | undefined
 
 export function decodeAccount(h: Record<string, string>): AccountRecord | null {
   if (h.name === undefined || h.role === undefined) return null;
+  const filters = decodeFilters(h.filters);
   return {
     name: h.name,
     role: h.role,
@@ -41,6 +45,8 @@ export function decodeAccount(h: Record<string, string>): AccountRecord | null {
     // Only when set: records written before `keygate apply` existed decode exactly as before.
     ...(h.managed === '1' ? { managed: true } : {}),
     ...optionalRateLimit(decodeRateLimit(h.rate_limit)),
+    // Records written before filters existed have no field: not filtered, as before.
+    ...(filters === undefined ? {} : { filters }),
   };
 }
 

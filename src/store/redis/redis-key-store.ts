@@ -1,5 +1,6 @@
 import { Cluster } from 'ioredis';
 import { KeygateError } from '../../errors.js';
+import { encodeFilters } from '../../keys/account-filters.js';
 import {
   type AccountsBatch,
   type BatchKeyChange,
@@ -185,6 +186,7 @@ export class RedisKeyStore implements KeyStore {
       if (change.disabled !== undefined) fields.push('disabled', change.disabled ? '1' : '0');
       if (change.rateLimit !== undefined)
         fields.push('rate_limit', encodeRateLimit(change.rateLimit));
+      if (change.filters !== undefined) fields.push('filters', encodeFilters(change.filters));
       if ((await this.scripts.kgUpdateHash(this.accountKey(name), ...fields)) !== 1)
         throw missingAccount(name);
       const updated = decodeAccount(await this.client.hgetall(this.accountKey(name)));

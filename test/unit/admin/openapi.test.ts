@@ -144,6 +144,7 @@ const account = {
   created_at: 1,
   updated_at: 1,
   rate_limit: null,
+  filters: {},
 };
 const keyMeta = {
   id: 'AbCdEfGhIjKl',

@@ -17,6 +17,7 @@ const principal: Principal = {
   scopes: new Set(['read']),
   expiresAt: 0,
   rateLimit: undefined,
+  filters: undefined,
 };
 const SECRET = 'keygate-upstream-credential-value-0001';
 registerSecret(SECRET, 'upstream credential');

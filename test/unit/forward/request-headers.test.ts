@@ -21,6 +21,7 @@ const principal: Principal = {
   scopes: new Set(['read']),
   expiresAt: 0,
   rateLimit: undefined,
+  filters: undefined,
 };
 
 function builder(

@@ -50,6 +50,7 @@ describe('accounts file validation', () => {
         role: 'member',
         description: 'nightly cost report',
         disabled: false,
+        filters: {},
         keys: [
           {
             id: 'AbCdEf123456',
@@ -60,7 +61,7 @@ describe('accounts file validation', () => {
           },
         ],
       },
-      { name: 'dash', role: 'reader', description: '', disabled: false, keys: [] },
+      { name: 'dash', role: 'reader', description: '', disabled: false, filters: {}, keys: [] },
     ]);
   });
 

@@ -17,7 +17,7 @@ function principal(filters?: AccountFilters): Principal {
     scopes: new Set(['read']),
     expiresAt: 0,
     rateLimit: undefined,
-    ...(filters === undefined ? {} : { filters }),
+    filters,
   };
 }
 

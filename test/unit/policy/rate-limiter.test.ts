@@ -23,6 +23,7 @@ const principal = (over: Partial<Principal> = {}): Principal => ({
   scopes: new Set(['read']),
   expiresAt: 0,
   rateLimit: undefined,
+  filters: undefined,
   ...over,
 });
 

@@ -34,6 +34,7 @@ const principal = (scopes: string[]): Principal => ({
   scopes: new Set(scopes),
   expiresAt: 0,
   rateLimit: undefined,
+  filters: undefined,
 });
 
 describe('RouteTable', () => {
