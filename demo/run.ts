@@ -34,6 +34,14 @@ async function ensureAccount(name: string, role: string, description: string): P
 }
 
 await ensureAccount('demo', 'reader', 'created by npm run demo');
+// A team-scoped account: its filter is ANDed into every allocation query (DESIGN §16).
+const TEAM_FILTER = 'namespace:"payments","payments-eu"';
+await ensureAccount('team-payments', 'reader', 'created by npm run demo: sees only payments');
+await app.keys.updateAccount(DEMO, 'team-payments', { filters: { allocation: TEAM_FILTER } });
+const team = await app.keys.createKey(DEMO, 'team-payments', {
+  description: `npm run demo, ${stamp}`,
+  expiresAt,
+});
 await ensureAccount('demo-admin', 'admin', 'created by npm run demo: tries the admin API');
 const reader = await app.keys.createKey(DEMO, 'demo', {
   description: `npm run demo, ${stamp}`,
@@ -73,8 +81,11 @@ Call the Aggregator through keygate, as the reader:
   curl -s -X POST -H 'X-API-KEY: ${reader.key}' '${base}/model/budget'   # 403: reader has no write scope
   curl -s '${base}/model/allocation?window=1d'                           # 401: no key
 
+A team key sees only its team's costs (account team-payments, filter ${TEAM_FILTER}):
+  curl -s -H 'X-API-KEY: ${team.key}' '${base}/model/allocation?window=1d&aggregate=namespace'
+
 Manage keys with the admin API, as demo-admin (after this export, the admin API lines of the
-README's "Managing keys" work as written; the CLI there needs the demo stopped: the file store is locked):
+README's "Managing keys" work as written; for its CLI lines, KEYGATE_URL=$KG KEYGATE_API_KEY=$ADMIN):
   export KG='${base}' ADMIN='${admin.key}'
   curl -s ${api}" -H "X-API-KEY: $ADMIN"                                                 # list accounts
   curl -s -X POST ${api}/demo/api-keys" -H "X-API-KEY: $ADMIN" ${json} -d '{"description":"made with curl"}'   # create a key (shown once)

@@ -195,6 +195,21 @@ it('npm run demo: every printed curl line works as printed (reader, admin API, m
     expect(find('POST', /^\/model\/budget$/).res.json.error).toBe('insufficient_scope');
     expect(find('GET', /^\/model\/allocation$/, 'none').res.status).toBe(401);
 
+    // The team key: the same query, only its namespaces (the mock applies the ANDed filter).
+    const teamLines = answers.filter(
+      (a) =>
+        a.req.url.pathname === '/model/allocation' &&
+        a.req.headers['x-api-key'] !== undefined &&
+        a.req.headers['x-api-key'] !== data.req.headers['x-api-key'],
+    );
+    expect(teamLines).toHaveLength(1);
+    registerIssuedKey(teamLines[0]!.req.headers['x-api-key']);
+    const teamAnswer = teamLines[0]!.res;
+    expect(teamAnswer.status).toBe(200);
+    const seen = Object.keys((teamAnswer.json.data as Array<Record<string, unknown>>)[0]!).sort();
+    expect(seen).toEqual(['payments', 'payments-eu']);
+    expect(Object.keys(first)).toContain('kubecost');
+
     // The admin: list accounts, create a key (usable at once), revoke the spare key.
     const list = find('GET', /^\/_keygate\/v1\/service-accounts$/);
     expect(list.res.status).toBe(200);
