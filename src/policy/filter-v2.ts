@@ -396,6 +396,12 @@ export function scopeQuery(
   // The caller validated the account's filter at write time (filterProblem); an empty one here
   // is a bug that must not turn into "forward unfiltered".
   if (account.type === 'void') throw new Error('scopeQuery: the account filter is empty');
+  // A raw '#' is not allowed in a request target's query (RFC 3986 §3.4, RFC 9112 §3.2). Go
+  // keeps it as a query byte, but any hop that reads it as a fragment (WHATWG URL parsers,
+  // Envoy with http_reject_path_with_fragment off) cuts the query there, and with it the
+  // account's filter appended after it: the team would be served unfiltered. `%23` is the
+  // encoding every client sends for a '#' it means.
+  if (rawQuery.includes('#')) return refuse('syntax', "a raw '#' in the query (send it as %23)");
 
   const pairs = rawQuery === '' ? [] : rawQuery.split('&');
   let filterIndex = -1;

@@ -117,6 +117,10 @@ describe('route rule `filter`', () => {
       '/model/allocation/trends',
       '/model/allocation/autocomplete',
       '/model/allocation/carbon',
+      // Not an Aggregator route in Kubecost 2 (cost-model's on-demand query, reference §2.1);
+      // older cost-model builds compute and answer it without reading `filter` at all.
+      '/model/allocation/compute',
+      '/model/allocation/compute/summary',
       '/model/assets/autocomplete',
       '/model/assets/carbon',
       '/model/cloudCost/autocomplete',

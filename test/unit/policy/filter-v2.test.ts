@@ -419,6 +419,28 @@ describe('parseFilterV2 agrees with an independent parser written from the gramm
 });
 
 describe('scopeQuery', () => {
+  it.each([
+    'window=1d#',
+    'window=1d#frag',
+    '#&window=1d',
+    'window=1d#&filter=cluster%3A%22c1%22',
+    'filter=cluster%3A%22c1%22#x',
+    'filter=cluster:"c1#"',
+  ])(
+    "refuses a raw '#' anywhere in the query (%s): a hop that reads it as a fragment would cut the account's filter off",
+    (raw) => {
+      const result = scopeQuery(raw, 'namespace:"team-a"');
+      expect(result).toMatchObject({ ok: false, reason: 'syntax' });
+    },
+  );
+
+  it("an encoded '#' (%23) is an ordinary byte: kept, and the account's filter ANDed in", () => {
+    expect(scopeQuery('names=a%23b&filter=cluster:%22c%23%22', 'namespace:"team-a"')).toEqual({
+      ok: true,
+      query: 'names=a%23b&filter=(namespace%3A%22team-a%22)%2B(cluster%3A%22c%23%22)',
+    });
+  });
+
   it('refuses, or forwards exactly one filter whose top-level AND holds the account filter', () => {
     const tally = { forwarded: 0, refused: 0, withClient: 0 };
     fc.assert(
@@ -430,6 +452,9 @@ describe('scopeQuery', () => {
           return;
         }
         tally.forwarded++;
+        // A hop that cuts the query at a raw '#' (a fragment to WHATWG URL parsers, to Envoy
+        // with http_reject_path_with_fragment off) must not cut the account's filter away.
+        expect(result.query).not.toContain('#');
         // What Go (and so Kubecost) sees.
         const seen = goParseQuery(result.query);
         const filters = seen.filter((p) => p.name === 'filter');
