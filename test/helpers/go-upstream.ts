@@ -1,9 +1,8 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { buildGoProgram } from './go-build.js';
 
 const SOURCE = fileURLToPath(new URL('../fixtures/go-upstream/', import.meta.url));
 
@@ -42,30 +41,7 @@ export class GoUpstream {
   }
 
   static async start(): Promise<GoUpstream> {
-    const go = process.env.GO ?? 'go';
-    // Caches in the temp dir, so the build works for root and non-root users, with or
-    // without a writable $HOME; GOPROXY=off because the fixture uses the standard library only.
-    const cache = join(tmpdir(), 'keygate-go');
-    mkdirSync(cache, { recursive: true });
-    const binary = join(cache, `go-upstream-${process.pid}`);
-    const env = {
-      ...process.env,
-      GOCACHE: join(cache, 'build-cache'),
-      GOPATH: join(cache, 'gopath'),
-      GOPROXY: 'off',
-      GOFLAGS: '',
-      GOTOOLCHAIN: 'local',
-      CGO_ENABLED: '0',
-    };
-    try {
-      execFileSync(go, ['version'], { env, stdio: 'pipe' });
-    } catch (err) {
-      throw new Error(
-        `the Go differential test needs a Go toolchain ("${go}" failed: ${(err as Error).message}); ` +
-          'install it (Debian: apt-get install golang-go; .ci/run does) or set GO=/path/to/go',
-      );
-    }
-    execFileSync(go, ['build', '-o', binary, '.'], { cwd: SOURCE, env, stdio: 'pipe' });
+    const binary = buildGoProgram(SOURCE, 'go-upstream');
     const child = spawn(binary, [], { stdio: ['ignore', 'pipe', 'inherit'] });
     const port = await new Promise<number>((resolve, reject) => {
       const lines = createInterface({ input: child.stdout as NonNullable<typeof child.stdout> });

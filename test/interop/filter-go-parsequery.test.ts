@@ -1,13 +1,12 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scopeQuery } from '../../src/policy/filter-v2.js';
 import { oracleParse } from '../helpers/filter-oracle.js';
+import { buildGoProgram } from '../helpers/go-build.js';
 
 // Interop: the query keygate forwards for a team-scoped key, decoded by the real Go
 // net/url.ParseQuery (the Aggregator is a Go program). For generated client queries (valid and
@@ -29,21 +28,7 @@ let binary: string;
 let pending: Array<(a: GoAnswer) => void> = [];
 
 beforeAll(async () => {
-  const go = process.env.GO ?? 'go';
-  const cache = join(tmpdir(), 'keygate-go');
-  mkdirSync(cache, { recursive: true });
-  binary = join(cache, `go-parsequery-${process.pid}`);
-  const env = {
-    ...process.env,
-    GOCACHE: join(cache, 'build-cache'),
-    GOPATH: join(cache, 'gopath'),
-    GOPROXY: 'off',
-    GOFLAGS: '',
-    GOTOOLCHAIN: 'local',
-    CGO_ENABLED: '0',
-  };
-  // Fails loudly without Go: CI installs golang-go (see test/helpers/go-upstream.ts).
-  execFileSync(go, ['build', '-o', binary, '.'], { cwd: SOURCE, env, stdio: 'pipe' });
+  binary = buildGoProgram(SOURCE, 'go-parsequery');
   child = spawn(binary, [], { stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout as NonNullable<typeof child.stdout> });
   lines.on('line', (line) => {
