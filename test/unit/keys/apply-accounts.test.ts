@@ -1,12 +1,11 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { KeygateError } from '../../../src/errors.js';
-import { type Actor, type AuditEntry, KeyService } from '../../../src/keys/key-service.js';
-import { VerifyPool } from '../../../src/keys/verify-pool.js';
+import type { Actor, AuditEntry, KeyService } from '../../../src/keys/key-service.js';
 import type { AccountsBatch } from '../../../src/store/accounts-batch.js';
 import type { Invalidation } from '../../../src/store/invalidation-bus.js';
-import { FakeClock } from '../../helpers/fake-clock.js';
-import { FastHasher } from '../../helpers/fast-hasher.js';
-import { MemoryKeyStore } from '../../helpers/memory-key-store.js';
+import type { FakeClock } from '../../helpers/fake-clock.js';
+import { keyServiceFixture } from '../../helpers/key-service-fixture.js';
+import type { MemoryKeyStore } from '../../helpers/memory-key-store.js';
 
 const CLI: Actor = { kind: 'cli', user: 'ops' };
 const ROLES = { admin: ['read', 'write', 'admin'], member: ['read', 'write'], reader: ['read'] };
@@ -20,22 +19,7 @@ let events: Invalidation[];
 let audit: AuditEntry[];
 
 beforeEach(() => {
-  store = new MemoryKeyStore();
-  clock = new FakeClock();
-  events = [];
-  audit = [];
-  service = new KeyService({
-    store,
-    hasher: new FastHasher(),
-    pool: new VerifyPool(2, 8),
-    clock,
-    prefix: 'kg',
-    roles: ROLES,
-    invalidate: async (event) => {
-      events.push(event);
-    },
-    audit: (entry) => audit.push(entry),
-  });
+  ({ store, clock, service, events, audit } = keyServiceFixture(ROLES));
 });
 
 const file = (...accounts: unknown[]) => ({ accounts });

@@ -2,12 +2,10 @@ import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { KeygateError } from '../../../src/errors.js';
 import { FILTER_KINDS } from '../../../src/keys/account-filters.js';
-import { type Actor, type AuditEntry, KeyService } from '../../../src/keys/key-service.js';
-import { VerifyPool } from '../../../src/keys/verify-pool.js';
+import type { Actor, AuditEntry, KeyService } from '../../../src/keys/key-service.js';
 import type { Invalidation } from '../../../src/store/invalidation-bus.js';
-import { FakeClock } from '../../helpers/fake-clock.js';
-import { FastHasher } from '../../helpers/fast-hasher.js';
-import { MemoryKeyStore } from '../../helpers/memory-key-store.js';
+import { keyServiceFixture } from '../../helpers/key-service-fixture.js';
+import type { MemoryKeyStore } from '../../helpers/memory-key-store.js';
 
 const ACTOR: Actor = { kind: 'cli', user: 'test' };
 const ROLES = { admin: ['read', 'admin'], reader: ['read'] };
@@ -19,21 +17,7 @@ let events: Invalidation[];
 let audit: AuditEntry[];
 
 beforeEach(() => {
-  store = new MemoryKeyStore();
-  events = [];
-  audit = [];
-  service = new KeyService({
-    store,
-    hasher: new FastHasher(),
-    pool: new VerifyPool(2, 8),
-    clock: new FakeClock(),
-    prefix: 'kg',
-    roles: ROLES,
-    invalidate: async (event) => {
-      events.push(event);
-    },
-    audit: (entry) => audit.push(entry),
-  });
+  ({ store, service, events, audit } = keyServiceFixture(ROLES));
 });
 
 async function refusal(p: Promise<unknown>): Promise<KeygateError> {

@@ -4,14 +4,13 @@ import { KeygateError } from '../../../src/errors.js';
 import {
   type Actor,
   type AuditEntry,
-  KeyService,
+  type KeyService,
   MAX_EXPIRES_AT,
 } from '../../../src/keys/key-service.js';
-import { VerifyPool } from '../../../src/keys/verify-pool.js';
 import type { Invalidation } from '../../../src/store/invalidation-bus.js';
-import { FakeClock } from '../../helpers/fake-clock.js';
-import { FastHasher } from '../../helpers/fast-hasher.js';
-import { MemoryKeyStore } from '../../helpers/memory-key-store.js';
+import type { FakeClock } from '../../helpers/fake-clock.js';
+import { keyServiceFixture } from '../../helpers/key-service-fixture.js';
+import type { MemoryKeyStore } from '../../helpers/memory-key-store.js';
 
 const ACTOR: Actor = {
   kind: 'key',
@@ -28,22 +27,7 @@ let events: Invalidation[];
 let audit: AuditEntry[];
 
 beforeEach(async () => {
-  store = new MemoryKeyStore();
-  clock = new FakeClock();
-  events = [];
-  audit = [];
-  service = new KeyService({
-    store,
-    hasher: new FastHasher(),
-    pool: new VerifyPool(2, 8),
-    clock,
-    prefix: 'kg',
-    roles: ROLES,
-    invalidate: async (event) => {
-      events.push(event);
-    },
-    audit: (entry) => audit.push(entry),
-  });
+  ({ store, clock, service, events, audit } = keyServiceFixture(ROLES));
   await service.createAccount(ACTOR, { name: 'ci', role: 'member' });
 });
 
